@@ -1,0 +1,411 @@
+//! The RecordBatch v2 header view.
+//!
+//! A batch is validated by its header and CRC32C and then kept exactly as the producer
+//! sent it; records are never decoded on the produce or fetch path.
+//!
+//! ```text
+//!  0 baseOffset i64 | 8 batchLength i32 | 12 partitionLeaderEpoch i32 | 16 magic i8
+//! 17 crc u32 (CRC32C of bytes 21..end) | 21 attributes i16 | 23 lastOffsetDelta i32
+//! 27 baseTimestamp i64 | 35 maxTimestamp i64 | 43 producerId i64 | 51 producerEpoch i16
+//! 53 baseSequence i32 | 57 recordCount i32 | 61 records...
+//! ```
+
+use crate::types::{LeaderEpoch, Offset};
+use crate::BatchError;
+
+/// Bytes of the v2 batch header before the first record.
+pub const HEADER_BYTES: usize = 61;
+/// Bytes before `batchLength`'s count starts: baseOffset + batchLength.
+pub const LOG_OVERHEAD_BYTES: usize = 12;
+
+const BASE_OFFSET: usize = 0;
+const BATCH_LENGTH: usize = 8;
+const LEADER_EPOCH: usize = 12;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const BASE_TIMESTAMP: usize = 27;
+const MAX_TIMESTAMP: usize = 35;
+const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
+const RECORD_COUNT: usize = 57;
+
+const ATTR_COMPRESSION_MASK: i16 = 0x07;
+const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(v)
+}
+
+/// Compression codec named in a batch's attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+/// Reads the size of the batch that starts at the front of `bytes`, from its first
+/// 12 bytes. `None` when fewer than 12 bytes are present.
+pub fn batch_size(bytes: &[u8]) -> Option<Result<usize, BatchError>> {
+    if bytes.len() < LOG_OVERHEAD_BYTES {
+        return None;
+    }
+    let length = i32_at(bytes, BATCH_LENGTH);
+    if length < (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+        return Some(Err(BatchError::BadLength { length }));
+    }
+    Some(Ok(LOG_OVERHEAD_BYTES + length as usize))
+}
+
+/// A view of one complete v2 record batch (header fields read on demand).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchView<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> BatchView<'a> {
+    /// Views the batch at the front of `bytes` after checking that it is complete and
+    /// that its header is a well-formed v2 header. The CRC is not checked here.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, BatchError> {
+        let size = match batch_size(bytes) {
+            None => {
+                return Err(BatchError::Truncated {
+                    available: bytes.len(),
+                    declared: LOG_OVERHEAD_BYTES,
+                })
+            }
+            Some(size) => size?,
+        };
+        if bytes.len() < size {
+            return Err(BatchError::Truncated {
+                available: bytes.len(),
+                declared: size,
+            });
+        }
+        let magic = bytes[MAGIC] as i8;
+        if magic != 2 {
+            return Err(BatchError::UnsupportedMagic { magic });
+        }
+        let view = BatchView {
+            bytes: &bytes[..size],
+        };
+        if view.record_count() < 0 {
+            return Err(BatchError::Inconsistent {
+                reason: "negative record count",
+            });
+        }
+        if view.last_offset_delta() < 0 {
+            return Err(BatchError::Inconsistent {
+                reason: "negative lastOffsetDelta",
+            });
+        }
+        Ok(view)
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+    pub fn base_offset(&self) -> Offset {
+        Offset(i64_at(self.bytes, BASE_OFFSET))
+    }
+    pub fn last_offset_delta(&self) -> i32 {
+        i32_at(self.bytes, LAST_OFFSET_DELTA)
+    }
+    pub fn last_offset(&self) -> Offset {
+        Offset(self.base_offset().0 + i64::from(self.last_offset_delta()))
+    }
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        LeaderEpoch(i32_at(self.bytes, LEADER_EPOCH))
+    }
+    pub fn stored_crc(&self) -> u32 {
+        u32_at(self.bytes, CRC)
+    }
+    pub fn computed_crc(&self) -> u32 {
+        crc32c::crc32c(&self.bytes[ATTRIBUTES..])
+    }
+    pub fn attributes(&self) -> i16 {
+        i16_at(self.bytes, ATTRIBUTES)
+    }
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        match self.attributes() & ATTR_COMPRESSION_MASK {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Gzip),
+            2 => Ok(Compression::Snappy),
+            3 => Ok(Compression::Lz4),
+            4 => Ok(Compression::Zstd),
+            _ => Err(BatchError::Inconsistent {
+                reason: "unknown compression codec",
+            }),
+        }
+    }
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes() & ATTR_TIMESTAMP_TYPE != 0
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & ATTR_TRANSACTIONAL != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes() & ATTR_CONTROL != 0
+    }
+    pub fn base_timestamp(&self) -> i64 {
+        i64_at(self.bytes, BASE_TIMESTAMP)
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        i64_at(self.bytes, MAX_TIMESTAMP)
+    }
+    pub fn producer_id(&self) -> i64 {
+        i64_at(self.bytes, PRODUCER_ID)
+    }
+    pub fn producer_epoch(&self) -> i16 {
+        i16_at(self.bytes, PRODUCER_EPOCH)
+    }
+    pub fn base_sequence(&self) -> i32 {
+        i32_at(self.bytes, BASE_SEQUENCE)
+    }
+    pub fn record_count(&self) -> i32 {
+        i32_at(self.bytes, RECORD_COUNT)
+    }
+
+    /// Checks the CRC32C over bytes 21..end.
+    pub fn verify_crc(&self) -> Result<(), BatchError> {
+        let (stored, computed) = (self.stored_crc(), self.computed_crc());
+        if stored != computed {
+            return Err(BatchError::CrcMismatch { stored, computed });
+        }
+        Ok(())
+    }
+}
+
+/// Validates the record set of one partition of a Produce request (v3+): exactly one
+/// v2 batch, a correct CRC, and a header consistent with what a producer writes.
+pub fn validate_produce_records(records: &[u8]) -> Result<BatchView<'_>, BatchError> {
+    if records.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let batch = BatchView::parse(records)?;
+    if batch.size() != records.len() {
+        let mut count = 1;
+        let mut rest = &records[batch.size()..];
+        while let Ok(next) = BatchView::parse(rest) {
+            count += 1;
+            rest = &rest[next.size()..];
+        }
+        if !rest.is_empty() {
+            return Err(BatchError::Truncated {
+                available: rest.len(),
+                declared: batch_size(rest)
+                    .and_then(Result::ok)
+                    .unwrap_or(LOG_OVERHEAD_BYTES),
+            });
+        }
+        return Err(BatchError::NotOneBatch { count });
+    }
+    batch.verify_crc()?;
+    if batch.record_count() == 0 {
+        return Err(BatchError::Inconsistent {
+            reason: "a produced batch must hold at least one record",
+        });
+    }
+    if i64::from(batch.last_offset_delta()) != i64::from(batch.record_count()) - 1 {
+        return Err(BatchError::Inconsistent {
+            reason: "lastOffsetDelta does not match recordCount - 1",
+        });
+    }
+    Ok(batch)
+}
+
+/// Assigns offsets to a stored batch by patching `baseOffset` and the leader epoch in
+/// place. The CRC covers bytes 21..end, so it stays valid. Returns the last offset.
+pub fn assign_offsets(batch: &mut [u8], base_offset: Offset, epoch: LeaderEpoch) -> Offset {
+    assert!(
+        batch.len() >= HEADER_BYTES,
+        "assign_offsets on a batch of {} bytes",
+        batch.len()
+    );
+    batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.0.to_be_bytes());
+    batch[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&epoch.0.to_be_bytes());
+    let delta = i32_at(batch, LAST_OFFSET_DELTA);
+    Offset(base_offset.0 + i64::from(delta))
+}
+
+/// Iterates over the complete batches at the front of a buffer; stops at the first
+/// incomplete or malformed one (its error is returned once).
+#[derive(Debug)]
+pub struct Batches<'a> {
+    rest: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> Batches<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Batches {
+            rest: bytes,
+            failed: false,
+        }
+    }
+    /// Bytes not yet consumed.
+    pub fn remaining(&self) -> &'a [u8] {
+        self.rest
+    }
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<BatchView<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() || self.failed {
+            return None;
+        }
+        match BatchView::parse(self.rest) {
+            Ok(batch) => {
+                self.rest = &self.rest[batch.size()..];
+                Some(Ok(batch))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Builds an uncompressed v2 batch of simple records (for tests and the load
+/// generator; the broker never builds batches on the produce path).
+pub fn build_batch(base_timestamp: i64, records: &[(Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    let mut body = Vec::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        let mut rec = Vec::new();
+        rec.push(0); // attributes
+        varint(&mut rec, 0); // timestamp delta
+        varint(&mut rec, i as i64); // offset delta
+        for field in [key, value] {
+            match field {
+                Some(b) => {
+                    varint(&mut rec, b.len() as i64);
+                    rec.extend_from_slice(b);
+                }
+                None => varint(&mut rec, -1),
+            }
+        }
+        varint(&mut rec, 0); // headers
+        varint(&mut body, rec.len() as i64);
+        body.extend_from_slice(&rec);
+    }
+    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
+    out.extend_from_slice(&0i64.to_be_bytes());
+    out.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD_BYTES + body.len()) as i32).to_be_bytes());
+    out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    out.push(2);
+    out.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
+    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
+    out.extend_from_slice(&base_timestamp.to_be_bytes());
+    out.extend_from_slice(&base_timestamp.to_be_bytes());
+    out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    out.extend_from_slice(&(records.len() as i32).to_be_bytes());
+    out.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
+    out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        build_batch(
+            1_700_000_000_000,
+            &[(Some(b"k1"), Some(b"v1")), (None, Some(b"v2"))],
+        )
+    }
+
+    #[test]
+    fn valid_batch_passes_and_reports_header_fields() {
+        let bytes = sample();
+        let view = validate_produce_records(&bytes).expect("valid");
+        assert_eq!(view.record_count(), 2);
+        assert_eq!(view.last_offset_delta(), 1);
+        assert_eq!(view.compression(), Ok(Compression::None));
+        assert_eq!(view.max_timestamp(), 1_700_000_000_000);
+    }
+
+    #[test]
+    fn assigning_offsets_keeps_the_crc_valid() {
+        let mut bytes = sample();
+        let last = assign_offsets(&mut bytes, Offset(41), LeaderEpoch(7));
+        assert_eq!(last, Offset(42));
+        let view = BatchView::parse(&bytes).expect("parse");
+        assert_eq!(view.base_offset(), Offset(41));
+        assert_eq!(view.leader_epoch(), LeaderEpoch(7));
+        view.verify_crc().expect("crc still valid");
+    }
+
+    #[test]
+    fn corrupted_payload_fails_crc() {
+        let mut bytes = sample();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        assert!(matches!(
+            validate_produce_records(&bytes),
+            Err(BatchError::CrcMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_and_doubled_batches_are_rejected() {
+        let bytes = sample();
+        assert!(matches!(
+            validate_produce_records(&bytes[..bytes.len() - 3]),
+            Err(BatchError::Truncated { .. })
+        ));
+        let mut two = bytes.clone();
+        two.extend_from_slice(&bytes);
+        assert_eq!(
+            validate_produce_records(&two).err(),
+            Some(BatchError::NotOneBatch { count: 2 })
+        );
+        assert_eq!(validate_produce_records(&[]).err(), Some(BatchError::Empty));
+    }
+
+    #[test]
+    fn wrong_magic_is_rejected() {
+        let mut bytes = sample();
+        bytes[MAGIC] = 1;
+        assert_eq!(
+            validate_produce_records(&bytes).err(),
+            Some(BatchError::UnsupportedMagic { magic: 1 })
+        );
+    }
+}
