@@ -75,6 +75,42 @@ pub fn batch_size(bytes: &[u8]) -> Option<Result<usize, BatchError>> {
     Some(Ok(LOG_OVERHEAD_BYTES + length as usize))
 }
 
+/// The fields of a batch header needed to walk a log, read from its first 61 bytes
+/// without the rest of the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub size: usize,
+    pub max_timestamp: i64,
+}
+
+impl BatchHeader {
+    pub fn parse(bytes: &[u8]) -> Result<Self, BatchError> {
+        if bytes.len() < HEADER_BYTES {
+            return Err(BatchError::Truncated {
+                available: bytes.len(),
+                declared: HEADER_BYTES,
+            });
+        }
+        let size = match batch_size(bytes) {
+            Some(size) => size?,
+            None => unreachable!("length checked above"),
+        };
+        let magic = bytes[MAGIC] as i8;
+        if magic != 2 {
+            return Err(BatchError::UnsupportedMagic { magic });
+        }
+        let base_offset = Offset(i64_at(bytes, BASE_OFFSET));
+        Ok(BatchHeader {
+            base_offset,
+            last_offset: Offset(base_offset.0 + i64::from(i32_at(bytes, LAST_OFFSET_DELTA))),
+            size,
+            max_timestamp: i64_at(bytes, MAX_TIMESTAMP),
+        })
+    }
+}
+
 /// A view of one complete v2 record batch (header fields read on demand).
 #[derive(Clone, Copy, Debug)]
 pub struct BatchView<'a> {

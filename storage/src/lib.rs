@@ -1,1 +1,23 @@
+//! # sluice-storage
+//!
+//! The partition log: a directory of segments named by base offset, each a file of v2
+//! RecordBatches exactly as Kafka stores them, with a sparse offset index and a time
+//! index. Storage speaks offsets and byte slices, never protocol structs, and knows
+//! nothing of Raft, sockets or the wall clock (time comes in as `now_ms`).
+//!
+//! ```text
+//!  append(batch) ──► active segment: pwrite at end ──► offset/time index every
+//!                    index_interval_bytes ──► roll at segment_bytes / segment_ms
+//!  read(offset)  ──► floor segment ──► index floor ──► one pread ──► whole batches
+//!  sync_target() ──► (files written since the last sync, log end) for the flusher
+//!  open(dir)     ──► headers of sealed segments, CRC32C of the active one, torn tail cut
+//! ```
 
+mod error;
+mod index;
+mod log;
+mod segment;
+
+pub use error::StorageError;
+pub use log::{LogConfig, PartitionLog, ReadResult, SyncTarget};
+pub use sluice_protocol::types::{LeaderEpoch, Offset};

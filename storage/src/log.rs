@@ -1,0 +1,585 @@
+//! The partition log: ordered segments, the log start offset, reads and truncation.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use sluice_protocol::batch::{self, BatchHeader, HEADER_BYTES};
+use sluice_protocol::types::{LeaderEpoch, Offset};
+use tracing::warn;
+
+use crate::segment::{ScanEnd, Segment, LOG_SUFFIX};
+use crate::StorageError;
+
+const LOG_START_FILE: &str = "log-start-offset";
+/// Bytes read at once while walking batch headers toward a fetch offset.
+const WALK_CHUNK_BYTES: usize = 64 << 10;
+
+/// Per-log settings (Kafka's topic-level names in comments).
+#[derive(Debug, Clone, Copy)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll the active segment before it would exceed this size.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll the active segment once its first batch is this old.
+    pub segment_ms: i64,
+    /// `index.interval.bytes`: bytes of log between two index entries.
+    pub index_interval_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// Files the flusher must sync so that everything below `end` is durable.
+#[derive(Debug)]
+pub struct SyncTarget {
+    pub files: Vec<Arc<File>>,
+    pub end: Offset,
+}
+
+/// Whole batches read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole batches exactly as stored; empty when nothing is available.
+    pub records: Bytes,
+    /// One past the last offset of the returned batches (the fetch offset if empty).
+    pub next_offset: Offset,
+}
+
+/// A segmented partition log.
+///
+/// ### Contract
+/// - `append` stores the batch after the current log end; offsets are dense from
+///   `log_start_offset` to `log_end_offset`, with no hole, across restarts.
+/// - Data is durable only after the files of a [`SyncTarget`] taken after the append
+///   have been synced; until then a crash may lose a suffix, never a middle.
+/// - `read` returns whole batches that contain offsets >= the fetch offset, stopping
+///   before the first batch whose last offset is >= `upper`.
+/// - `truncate_to(next)` drops every batch at or after `next`; `advance_log_start`
+///   drops whole segments below the new log start and persists it.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<Offset, Segment>,
+    log_start: Offset,
+    /// Files of segments sealed since the last sync target was taken.
+    sealed_unsynced: Vec<Arc<File>>,
+    /// Log end covered by the last sync target taken.
+    sync_requested: Offset,
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating it if needed, and recovers it: sealed segments
+    /// are indexed from their headers, the active segment's CRCs are checked and a torn
+    /// tail is cut. Corruption anywhere else is an error.
+    pub fn open(dir: impl Into<PathBuf>, config: LogConfig) -> Result<Self, StorageError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| StorageError::io("create log dir", &dir, e))?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| StorageError::io("list log dir", &dir, e))? {
+            let entry = entry.map_err(|e| StorageError::io("list log dir", &dir, e))?;
+            let name = entry.file_name();
+            let Some(stem) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(&format!(".{LOG_SUFFIX}")))
+            else {
+                continue;
+            };
+            let base: i64 = stem.parse().map_err(|_| StorageError::Corrupt {
+                path: entry.path(),
+                position: 0,
+                reason: "segment file name is not a base offset".to_string(),
+            })?;
+            bases.push(Offset(base));
+        }
+        bases.sort();
+        let stored_start = read_log_start(&dir)?;
+
+        let mut segments = BTreeMap::new();
+        let mut expected_next: Option<Offset> = None;
+        for (i, base) in bases.iter().copied().enumerate() {
+            let path = dir.join(crate::segment::segment_file_name(base));
+            let active = i + 1 == bases.len();
+            let (mut seg, end) = Segment::open(path, base, config.index_interval_bytes, active)?;
+            if let Some(next) = expected_next {
+                if base != next {
+                    return Err(StorageError::Corrupt {
+                        path: seg.path.clone(),
+                        position: 0,
+                        reason: format!("segment starts at {base}, previous ended at {next}"),
+                    });
+                }
+            }
+            if let ScanEnd::TornTail { position, reason } = end {
+                if !active || has_valid_batch_after(&seg, position)? {
+                    return Err(StorageError::Corrupt {
+                        path: seg.path.clone(),
+                        position,
+                        reason,
+                    });
+                }
+                warn!(path = %seg.path.display(), position, %reason, "truncating torn tail");
+                let next = seg.next_offset;
+                seg.truncate_to(position, next)?;
+            }
+            expected_next = Some(seg.next_offset);
+            segments.insert(base, seg);
+        }
+        let mut log = PartitionLog {
+            dir,
+            config,
+            segments,
+            log_start: Offset(0),
+            sealed_unsynced: Vec::new(),
+            sync_requested: Offset(0),
+        };
+        if log.segments.is_empty() {
+            let base = stored_start.unwrap_or(Offset(0));
+            log.create_segment(base)?;
+        }
+        let first_base = *log.segments.keys().next().expect("a log has a segment");
+        log.log_start = stored_start.unwrap_or(first_base).max(first_base);
+        log.sync_requested = log.log_end_offset();
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn log_start_offset(&self) -> Offset {
+        self.log_start
+    }
+    /// The next offset to be assigned.
+    pub fn log_end_offset(&self) -> Offset {
+        self.active().next_offset
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn create_segment(&mut self, base: Offset) -> Result<(), StorageError> {
+        let seg = Segment::create(&self.dir, base, self.config.index_interval_bytes)?;
+        sync_dir(&self.dir)?;
+        self.segments.insert(base, seg);
+        Ok(())
+    }
+
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let sealed = Arc::clone(&self.active().file);
+        let base = self.log_end_offset();
+        self.create_segment(base)?;
+        self.sealed_unsynced.push(sealed);
+        Ok(())
+    }
+
+    /// Appends one validated batch: assigns its offsets from the log end by patching
+    /// `baseOffset` and the leader epoch in place, writes it, returns (base, last).
+    pub fn append(
+        &mut self,
+        batch: &mut [u8],
+        epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<(Offset, Offset), StorageError> {
+        let size = batch.len() as u64;
+        if size > self.config.segment_bytes {
+            return Err(StorageError::BatchTooLarge {
+                size: batch.len(),
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        let active = self.active();
+        let too_big = active.size + size > self.config.segment_bytes;
+        let too_old = active
+            .first_append_ms
+            .is_some_and(|t| now_ms - t >= self.config.segment_ms);
+        if active.size > 0 && (too_big || too_old) {
+            self.roll()?;
+        }
+        let base = self.log_end_offset();
+        let last = batch::assign_offsets(batch, base, epoch);
+        self.active_mut().append(batch, now_ms)?;
+        assert_eq!(self.log_end_offset(), last.next(), "log end after append");
+        Ok((base, last))
+    }
+
+    /// Plans a read of whole batches from `offset`; the returned plan reads the files
+    /// without borrowing the log, so callers can release their lock before the I/O.
+    pub fn plan_read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<ReadPlan, StorageError> {
+        let end = self.log_end_offset();
+        if offset < self.log_start || offset > end {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start,
+                log_end: end,
+            });
+        }
+        let seg = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| s)
+            .filter(|s| offset < s.next_offset)
+            .or_else(|| self.segments.range(offset..).next().map(|(_, s)| s));
+        let Some(seg) = seg.filter(|s| offset < s.next_offset && offset < upper) else {
+            return Ok(ReadPlan::empty(offset));
+        };
+        Ok(ReadPlan {
+            file: Some(Arc::clone(&seg.file)),
+            path: seg.path.clone(),
+            position: seg.position_for(offset),
+            end_position: seg.size,
+            offset,
+            max_bytes,
+            upper,
+            min_one_batch,
+        })
+    }
+
+    /// Reads whole batches (see [`PartitionLog::plan_read`]).
+    pub fn read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, StorageError> {
+        self.plan_read(offset, max_bytes, upper, min_one_batch)?
+            .execute()
+    }
+
+    /// The first offset of the first batch whose max timestamp is >= `timestamp_ms`,
+    /// or `None` if there is none.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<Offset>, StorageError> {
+        for seg in self.segments.values() {
+            if seg.max_timestamp_ms < timestamp_ms || seg.size == 0 {
+                continue;
+            }
+            let mut position = seg.position_for_timestamp(timestamp_ms);
+            let mut header = [0u8; HEADER_BYTES];
+            while position < seg.size {
+                seg.read_exact_at(&mut header, position)?;
+                let h = BatchHeader::parse(&header).map_err(|e| StorageError::Corrupt {
+                    path: seg.path.clone(),
+                    position,
+                    reason: e.to_string(),
+                })?;
+                if h.max_timestamp >= timestamp_ms && h.last_offset >= self.log_start {
+                    return Ok(Some(h.base_offset.max(self.log_start)));
+                }
+                position += h.size as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Drops every batch at or after `next`, which must be a batch boundary.
+    pub fn truncate_to(&mut self, next: Offset) -> Result<(), StorageError> {
+        if next >= self.log_end_offset() {
+            return Ok(());
+        }
+        assert!(
+            next >= self.log_start,
+            "truncate_to({next}) below log start {}",
+            self.log_start
+        );
+        let doomed: Vec<Offset> = self
+            .segments
+            .range(next..)
+            .map(|(b, _)| *b)
+            .filter(|b| *b > next || *b > self.log_start)
+            .collect();
+        for base in doomed {
+            if self.segments.len() == 1 {
+                break;
+            }
+            let seg = self.segments.remove(&base).expect("listed above");
+            fs::remove_file(&seg.path)
+                .map_err(|e| StorageError::io("delete segment", &seg.path, e))?;
+        }
+        let seg = self.active_mut();
+        if next < seg.next_offset {
+            let position = if next <= seg.base_offset {
+                Some(0)
+            } else {
+                seg.find_batch_start(next)?
+            };
+            let Some(position) = position else {
+                return Err(StorageError::Corrupt {
+                    path: seg.path.clone(),
+                    position: 0,
+                    reason: format!("no batch starts at truncation point {next}"),
+                });
+            };
+            seg.truncate_to(position, next)?;
+            if seg.size == 0 && seg.base_offset != next {
+                let old = seg.path.clone();
+                let base = seg.base_offset;
+                self.segments.remove(&base);
+                fs::remove_file(&old).map_err(|e| StorageError::io("delete segment", &old, e))?;
+                self.create_segment(next)?;
+            }
+        }
+        self.sync_requested = self.sync_requested.min(next);
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Advances the log start to `offset` (retention, DeleteRecords) and deletes the
+    /// segments that lie wholly below it. The new start is persisted first.
+    pub fn advance_log_start(&mut self, offset: Offset) -> Result<(), StorageError> {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.log_start {
+            return Ok(());
+        }
+        if offset == self.log_end_offset() && self.active().size > 0 {
+            self.roll()?;
+        }
+        write_log_start(&self.dir, offset)?;
+        self.log_start = offset;
+        let doomed: Vec<Offset> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.next_offset <= offset && s.size > 0)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in doomed {
+            let seg = self.segments.remove(&base).expect("listed above");
+            fs::remove_file(&seg.path)
+                .map_err(|e| StorageError::io("delete segment", &seg.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// What must be synced to make the current log end durable; `None` when nothing
+    /// was appended since the last target.
+    pub fn sync_target(&mut self) -> Option<SyncTarget> {
+        let end = self.log_end_offset();
+        if end == self.sync_requested && self.sealed_unsynced.is_empty() {
+            return None;
+        }
+        let mut files = std::mem::take(&mut self.sealed_unsynced);
+        files.push(Arc::clone(&self.active().file));
+        self.sync_requested = end;
+        Some(SyncTarget { files, end })
+    }
+
+    /// Syncs everything appended so far (used at shutdown and in tests).
+    pub fn sync_all(&mut self) -> Result<(), StorageError> {
+        if let Some(target) = self.sync_target() {
+            for f in &target.files {
+                f.sync_data()
+                    .map_err(|e| StorageError::io("sync segment", &self.dir, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A read planned under the log's lock and executed without it.
+#[derive(Debug)]
+pub struct ReadPlan {
+    file: Option<Arc<File>>,
+    path: PathBuf,
+    position: u64,
+    end_position: u64,
+    offset: Offset,
+    max_bytes: usize,
+    upper: Offset,
+    min_one_batch: bool,
+}
+
+impl ReadPlan {
+    fn empty(offset: Offset) -> Self {
+        ReadPlan {
+            file: None,
+            path: PathBuf::new(),
+            position: 0,
+            end_position: 0,
+            offset,
+            max_bytes: 0,
+            upper: offset,
+            min_one_batch: false,
+        }
+    }
+
+    /// Reads the planned batches with at most a few `pread`s.
+    pub fn execute(self) -> Result<ReadResult, StorageError> {
+        let empty = ReadResult {
+            records: Bytes::new(),
+            next_offset: self.offset,
+        };
+        let Some(file) = self.file.as_deref() else {
+            return Ok(empty);
+        };
+        // Walk headers from the index floor to the first batch that holds `offset`.
+        let mut position = self.position;
+        let first = loop {
+            if position >= self.end_position {
+                return Ok(empty);
+            }
+            let want = (self.end_position - position).min(WALK_CHUNK_BYTES as u64) as usize;
+            let chunk = self.read_at(file, position, want)?;
+            let mut at = 0usize;
+            let mut found = None;
+            while chunk.len() - at >= HEADER_BYTES {
+                let h = self.header(&chunk[at..], position + at as u64)?;
+                if h.last_offset >= self.offset {
+                    found = Some(h);
+                    break;
+                }
+                at += h.size;
+            }
+            if let Some(h) = found {
+                break (position + at as u64, h);
+            }
+            if at == 0 {
+                return Ok(empty); // a torn header beyond the plan's end
+            }
+            position += at as u64;
+        };
+        let (start, first_header) = first;
+        if first_header.base_offset >= self.upper || first_header.last_offset >= self.upper {
+            return Ok(empty);
+        }
+        let available = (self.end_position - start) as usize;
+        let mut want = self.max_bytes.min(available);
+        if self.min_one_batch && want < first_header.size {
+            want = first_header.size.min(available);
+        }
+        let data = self.read_at(file, start, want)?;
+        let mut at = 0usize;
+        let mut next = self.offset;
+        while data.len() - at >= HEADER_BYTES {
+            let h = self.header(&data[at..], start + at as u64)?;
+            if h.last_offset >= self.upper || at + h.size > data.len() {
+                break;
+            }
+            at += h.size;
+            next = h.last_offset.next();
+        }
+        Ok(ReadResult {
+            records: data.slice(..at),
+            next_offset: next,
+        })
+    }
+
+    fn header(&self, bytes: &[u8], position: u64) -> Result<BatchHeader, StorageError> {
+        BatchHeader::parse(bytes).map_err(|e| StorageError::Corrupt {
+            path: self.path.clone(),
+            position,
+            reason: e.to_string(),
+        })
+    }
+
+    fn read_at(&self, file: &File, position: u64, len: usize) -> Result<Bytes, StorageError> {
+        let mut buf = BytesMut::zeroed(len);
+        let mut filled = 0;
+        while filled < len {
+            match file.read_at(&mut buf[filled..], position + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StorageError::io("read segment", &self.path, e)),
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf.freeze())
+    }
+}
+
+fn has_valid_batch_after(seg: &Segment, position: u64) -> Result<bool, StorageError> {
+    let len = seg
+        .file
+        .metadata()
+        .map_err(|e| StorageError::io("stat segment", &seg.path, e))?
+        .len();
+    let mut head = [0u8; 12];
+    if position + 12 > len {
+        return Ok(false);
+    }
+    seg.read_exact_at(&mut head, position)?;
+    let Some(Ok(size)) = batch::batch_size(&head) else {
+        return Ok(false);
+    };
+    let next = position + size as u64;
+    if next + HEADER_BYTES as u64 > len {
+        return Ok(false);
+    }
+    let mut next_head = [0u8; 12];
+    seg.read_exact_at(&mut next_head, next)?;
+    let Some(Ok(next_size)) = batch::batch_size(&next_head) else {
+        return Ok(false);
+    };
+    if next + next_size as u64 > len {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; next_size];
+    seg.read_exact_at(&mut buf, next)?;
+    Ok(sluice_protocol::batch::BatchView::parse(&buf).is_ok_and(|b| b.verify_crc().is_ok()))
+}
+
+fn read_log_start(dir: &Path) -> Result<Option<Offset>, StorageError> {
+    let path = dir.join(LOG_START_FILE);
+    match fs::read_to_string(&path) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map(|v| Some(Offset(v)))
+            .map_err(|_| StorageError::Corrupt {
+                path,
+                position: 0,
+                reason: format!("log start offset {:?} is not a number", s.trim()),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("read", path, e)),
+    }
+}
+
+fn write_log_start(dir: &Path, offset: Offset) -> Result<(), StorageError> {
+    let path = dir.join(LOG_START_FILE);
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    let mut f = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
+    writeln!(f, "{}", offset.0).map_err(|e| StorageError::io("write", &tmp, e))?;
+    f.sync_all().map_err(|e| StorageError::io("sync", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io("sync dir", dir, e))
+}

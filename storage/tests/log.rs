@@ -1,0 +1,197 @@
+//! Partition log behaviour with real files.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+
+use sluice_protocol::batch::{build_batch, BatchView, Batches};
+use sluice_storage::{LeaderEpoch, LogConfig, Offset, PartitionLog, StorageError};
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1024,
+        segment_ms: i64::MAX,
+        index_interval_bytes: 256,
+    }
+}
+
+/// A batch of `n` records whose values encode `tag`, with timestamp `ts`.
+fn batch(tag: u32, n: usize, ts: i64) -> Vec<u8> {
+    let value = tag.to_be_bytes();
+    let values: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+        (0..n).map(|_| (None, Some(&value[..]))).collect();
+    build_batch(ts, &values)
+}
+
+fn append(log: &mut PartitionLog, tag: u32, n: usize, ts: i64) -> (Offset, Offset) {
+    let mut b = batch(tag, n, ts);
+    log.append(&mut b, LeaderEpoch(3), ts).expect("append")
+}
+
+fn read_all(log: &PartitionLog, from: Offset) -> Vec<(Offset, Offset)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let r = log
+            .read(next, 1 << 20, log.log_end_offset(), true)
+            .expect("read");
+        if r.records.is_empty() {
+            return out;
+        }
+        for b in Batches::new(&r.records) {
+            let b = b.expect("whole batches");
+            b.verify_crc().expect("stored CRC valid");
+            assert_eq!(b.leader_epoch(), LeaderEpoch(3));
+            out.push((b.base_offset(), b.last_offset()));
+        }
+        next = r.next_offset;
+    }
+}
+
+#[test]
+fn appends_get_dense_offsets_and_read_back_across_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let mut expected = Vec::new();
+    for i in 0..100u32 {
+        expected.push(append(&mut log, i, 1 + (i as usize % 5), 1000 + i64::from(i)));
+    }
+    assert!(log.segment_count() > 3, "small segments roll");
+    assert_eq!(read_all(&log, Offset(0)), expected);
+    // A fetch from the middle of a batch returns that whole batch first.
+    let (base, last) = expected[50];
+    let mid = Offset((base.0 + last.0 + 1) / 2);
+    assert_eq!(read_all(&log, mid)[0], expected[50]);
+    // The upper bound (high watermark) is never passed.
+    let upper = expected[10].1.next();
+    let r = log.read(Offset(0), 1 << 20, upper, true).expect("read");
+    let last_read = Batches::new(&r.records)
+        .map(|b| b.expect("batch").last_offset())
+        .last();
+    assert_eq!(last_read, Some(expected[10].1));
+    // Byte limit: at least one batch, never a partial one.
+    let r = log.read(Offset(0), 10, upper, true).expect("read");
+    assert_eq!(Batches::new(&r.records).count(), 1);
+    let r = log.read(Offset(0), 10, upper, false).expect("read");
+    assert!(r.records.is_empty());
+}
+
+#[test]
+fn reopen_recovers_the_same_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected: Vec<_> = {
+        let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+        let v = (0..60).map(|i| append(&mut log, i, 3, 5)).collect();
+        log.sync_all().expect("sync");
+        v
+    };
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(read_all(&log, Offset(0)), expected);
+    assert_eq!(log.log_end_offset(), Offset(180));
+}
+
+#[test]
+fn torn_tail_is_cut_on_recovery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seg_path;
+    {
+        let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
+        for i in 0..10 {
+            append(&mut log, i, 2, 5);
+        }
+        seg_path = dir.path().join(format!("{:020}.log", 0));
+    }
+    // Half of an eleventh batch reached the disk.
+    let partial = batch(99, 4, 5);
+    let mut f = OpenOptions::new().append(true).open(&seg_path).expect("open");
+    f.write_all(&partial[..partial.len() / 2]).expect("write");
+    drop(f);
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("recovers");
+    assert_eq!(log.log_end_offset(), Offset(20));
+    assert_eq!(append(&mut log, 11, 1, 5), (Offset(20), Offset(20)));
+    assert_eq!(read_all(&log, Offset(0)).len(), 11);
+}
+
+#[test]
+fn corruption_in_the_middle_takes_the_log_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sizes: Vec<usize>;
+    {
+        let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
+        sizes = (0..5).map(|i| {
+            let b = batch(i, 2, 5);
+            let n = b.len();
+            append(&mut log, i, 2, 5);
+            n
+        }).collect();
+    }
+    let seg_path = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg_path).expect("read");
+    let in_second = sizes[0] + sizes[1] - 1;
+    bytes[in_second] ^= 0x55;
+    std::fs::write(&seg_path, &bytes).expect("write");
+    match PartitionLog::open(dir.path(), LogConfig::default()) {
+        Err(StorageError::Corrupt { position, .. }) => assert_eq!(position, sizes[0] as u64),
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+#[test]
+fn truncate_to_rewinds_offsets_and_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let offsets: Vec<_> = (0..80).map(|i| append(&mut log, i, 2, 5)).collect();
+    let cut = offsets[30].0;
+    log.truncate_to(cut).expect("truncate");
+    assert_eq!(log.log_end_offset(), cut);
+    assert_eq!(read_all(&log, Offset(0)), offsets[..30].to_vec());
+    assert_eq!(append(&mut log, 7, 1, 5).0, cut);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.log_end_offset(), cut.next());
+}
+
+#[test]
+fn advancing_log_start_deletes_whole_segments_and_persists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let offsets: Vec<_> = (0..80).map(|i| append(&mut log, i, 2, 5)).collect();
+    let before = log.segment_count();
+    log.advance_log_start(offsets[50].0).expect("advance");
+    assert!(log.segment_count() < before);
+    assert_eq!(log.log_start_offset(), offsets[50].0);
+    assert!(matches!(
+        log.read(Offset(0), 100, log.log_end_offset(), true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.log_start_offset(), offsets[50].0);
+    assert_eq!(read_all(&log, offsets[50].0), offsets[50..].to_vec());
+}
+
+#[test]
+fn offset_for_timestamp_finds_first_batch_at_or_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let offsets: Vec<_> = (0..50).map(|i| append(&mut log, i, 2, 1000 + 10 * i64::from(i))).collect();
+    assert_eq!(log.offset_for_timestamp(0).expect("lookup"), Some(Offset(0)));
+    assert_eq!(log.offset_for_timestamp(1205).expect("lookup"), Some(offsets[21].0));
+    assert_eq!(log.offset_for_timestamp(1210).expect("lookup"), Some(offsets[21].0));
+    assert_eq!(log.offset_for_timestamp(99_999).expect("lookup"), None);
+}
+
+#[test]
+fn sync_target_covers_sealed_segments_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    assert!(log.sync_target().is_none());
+    for i in 0..40 {
+        append(&mut log, i, 2, 5);
+    }
+    let t = log.sync_target().expect("dirty");
+    assert_eq!(t.end, log.log_end_offset());
+    assert!(t.files.len() > 1, "sealed segments are synced too");
+    assert!(log.sync_target().is_none());
+    let b = batch(1, 1, 1);
+    assert!(BatchView::parse(&b).is_ok());
+}
