@@ -281,8 +281,11 @@ impl PartitionLog {
     }
 
     /// The first offset of the first batch whose max timestamp is >= `timestamp_ms`,
-    /// or `None` if there is none.
-    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<Offset>, StorageError> {
+    /// with that batch's max timestamp, or `None` if there is none.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(Offset, i64)>, StorageError> {
         for seg in self.segments.values() {
             if seg.max_timestamp_ms < timestamp_ms || seg.size == 0 {
                 continue;
@@ -297,12 +300,21 @@ impl PartitionLog {
                     reason: e.to_string(),
                 })?;
                 if h.max_timestamp >= timestamp_ms && h.last_offset >= self.log_start {
-                    return Ok(Some(h.base_offset.max(self.log_start)));
+                    return Ok(Some((h.base_offset.max(self.log_start), h.max_timestamp)));
                 }
                 position += h.size as u64;
             }
         }
         Ok(None)
+    }
+
+    /// The largest batch max timestamp and the last offset of its batch.
+    pub fn max_timestamp(&self) -> Option<(i64, Offset)> {
+        self.segments
+            .values()
+            .filter(|s| s.size > 0 && s.next_offset > self.log_start)
+            .map(|s| (s.max_timestamp_ms, s.offset_of_max_timestamp))
+            .reduce(|a, b| if b.0 > a.0 { b } else { a })
     }
 
     /// Drops every batch at or after `next`, which must be a batch boundary.

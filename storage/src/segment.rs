@@ -28,6 +28,8 @@ pub(crate) struct Segment {
     pub next_offset: Offset,
     /// Largest batch max timestamp stored here.
     pub max_timestamp_ms: i64,
+    /// Last offset of the batch that holds `max_timestamp_ms`.
+    pub offset_of_max_timestamp: Offset,
     /// Wall-clock time of the first append, for `segment.ms`.
     pub first_append_ms: Option<i64>,
     index: SegmentIndex,
@@ -64,6 +66,7 @@ impl Segment {
             size: 0,
             next_offset: base_offset,
             max_timestamp_ms: -1,
+            offset_of_max_timestamp: base_offset,
             first_append_ms: None,
             index: SegmentIndex::default(),
             bytes_since_index_entry: 0,
@@ -95,6 +98,7 @@ impl Segment {
             size: 0,
             next_offset: base_offset,
             max_timestamp_ms: -1,
+            offset_of_max_timestamp: base_offset,
             first_append_ms: None,
             index: SegmentIndex::default(),
             bytes_since_index_entry: 0,
@@ -189,6 +193,9 @@ impl Segment {
     /// Records a batch that now sits at `self.size` in the file.
     fn track(&mut self, view: &BatchView<'_>) {
         let position = self.size;
+        if view.max_timestamp() > self.max_timestamp_ms {
+            self.offset_of_max_timestamp = view.last_offset();
+        }
         if self.size == 0 || self.bytes_since_index_entry >= self.index_interval_bytes {
             self.max_timestamp_ms = self.max_timestamp_ms.max(view.max_timestamp());
             self.index.push(

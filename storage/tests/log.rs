@@ -174,9 +174,9 @@ fn offset_for_timestamp_finds_first_batch_at_or_after() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
     let offsets: Vec<_> = (0..50).map(|i| append(&mut log, i, 2, 1000 + 10 * i64::from(i))).collect();
-    assert_eq!(log.offset_for_timestamp(0).expect("lookup"), Some(Offset(0)));
-    assert_eq!(log.offset_for_timestamp(1205).expect("lookup"), Some(offsets[21].0));
-    assert_eq!(log.offset_for_timestamp(1210).expect("lookup"), Some(offsets[21].0));
+    assert_eq!(log.offset_for_timestamp(0).expect("lookup"), Some((Offset(0), 1000)));
+    assert_eq!(log.offset_for_timestamp(1205).expect("lookup"), Some((offsets[21].0, 1210)));
+    assert_eq!(log.offset_for_timestamp(1210).expect("lookup"), Some((offsets[21].0, 1210)));
     assert_eq!(log.offset_for_timestamp(99_999).expect("lookup"), None);
 }
 

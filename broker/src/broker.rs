@@ -1,0 +1,50 @@
+//! What every handler can reach: configuration, topics, the commit signal, the clock.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sluice_replication::{CommitSignal, Flusher};
+
+use crate::cluster::{Cluster, TopicError};
+use crate::config::BrokerConfig;
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster: Arc<Cluster>,
+    pub flusher: Arc<Flusher>,
+}
+
+impl Broker {
+    /// Opens the data directory and recovers every partition.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, TopicError> {
+        let flusher = Flusher::start();
+        let cluster = Cluster::open(config.clone(), Arc::clone(&flusher))?;
+        Ok(Arc::new(Broker {
+            config,
+            cluster,
+            flusher,
+        }))
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    pub fn commit_signal(&self) -> CommitSignal {
+        self.flusher.commit_signal()
+    }
+
+    /// Makes everything durable and stops the flusher.
+    pub fn close(&self) {
+        self.cluster.sync_all();
+        self.flusher.shutdown();
+    }
+}

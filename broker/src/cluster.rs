@@ -1,0 +1,394 @@
+//! Cluster state on this broker: topics, their partitions (replicas) and configs,
+//! persisted under `<data_dir>/meta/`. With replication this moves into the
+//! controller Raft group; the surface stays the same.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use sluice_replication::{Flusher, Replica, ReplicaError};
+use sluice_storage::LogConfig;
+use thiserror::Error;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::topic_config::{self, TopicConfigs};
+
+/// Longest legal topic name.
+pub const TOPIC_NAME_MAX_CHARS: usize = 249;
+/// Most partitions one topic may have.
+pub const PARTITIONS_MAX: i32 = 10_000;
+/// Producer ids handed out per persisted block.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+#[derive(Debug, Error)]
+pub enum TopicError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("topic '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("topic '{0}' does not exist")]
+    Unknown(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl From<ReplicaError> for TopicError {
+    fn from(e: ReplicaError) -> Self {
+        TopicError::Storage(e.to_string())
+    }
+}
+
+/// A topic and its partitions.
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<Arc<Replica>>,
+    pub configs: TopicConfigs,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicRecord {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct MetadataFile {
+    #[serde(default)]
+    topics: Vec<TopicRecord>,
+}
+
+#[derive(Debug)]
+struct ProducerIds {
+    next: i64,
+    block_end: i64,
+}
+
+/// The topics this broker serves.
+#[derive(Debug)]
+pub struct Cluster {
+    config: BrokerConfig,
+    flusher: Arc<Flusher>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serializes changes to the topic set and their persistence.
+    changes: Mutex<()>,
+    producer_ids: Mutex<ProducerIds>,
+}
+
+/// Kafka's rules for topic names.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    if name.is_empty() {
+        return Err(TopicError::InvalidName("topic name is empty".into()));
+    }
+    if name == "." || name == ".." {
+        return Err(TopicError::InvalidName(format!("topic name cannot be '{name}'")));
+    }
+    if name.chars().count() > TOPIC_NAME_MAX_CHARS {
+        return Err(TopicError::InvalidName(format!(
+            "topic name is longer than {TOPIC_NAME_MAX_CHARS} characters"
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(TopicError::InvalidName(format!(
+            "topic name '{name}' contains '{c}'; legal characters are ASCII letters, digits, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
+}
+
+impl Cluster {
+    /// Loads the persisted topics and opens (recovers) every partition log.
+    pub fn open(config: BrokerConfig, flusher: Arc<Flusher>) -> Result<Arc<Self>, TopicError> {
+        let meta_dir = config.data_dir.join("meta");
+        std::fs::create_dir_all(&meta_dir)
+            .map_err(|e| TopicError::Storage(format!("create {}: {e}", meta_dir.display())))?;
+        let file: MetadataFile = read_toml(&meta_dir.join("topics.toml"))?.unwrap_or_default();
+        let next_pid = read_toml::<ProducerIdFile>(&meta_dir.join("producer-ids.toml"))?
+            .map_or(0, |p| p.next_block_start);
+        let cluster = Arc::new(Cluster {
+            config,
+            flusher,
+            topics: RwLock::new(BTreeMap::new()),
+            changes: Mutex::new(()),
+            producer_ids: Mutex::new(ProducerIds {
+                next: next_pid,
+                block_end: next_pid,
+            }),
+        });
+        for record in file.topics {
+            let configs = TopicConfigs::from_stored(record.configs);
+            let topic = cluster.open_topic(&record.name, record.id, record.partitions, configs)?;
+            info!(topic = %record.name, partitions = record.partitions, "topic loaded");
+            cluster.topics.write().insert(record.name, topic);
+        }
+        Ok(cluster)
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    fn log_config(&self, configs: &TopicConfigs) -> LogConfig {
+        let d = &self.config.log;
+        LogConfig {
+            segment_bytes: configs.i64_or(topic_config::SEGMENT_BYTES, d.segment_bytes as i64) as u64,
+            segment_ms: configs.i64_or(topic_config::SEGMENT_MS, d.segment_ms),
+            index_interval_bytes: configs
+                .i64_or(topic_config::INDEX_INTERVAL_BYTES, d.index_interval_bytes as i64)
+                as u64,
+        }
+    }
+
+    fn open_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: TopicConfigs,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let log_config = self.log_config(&configs);
+        let replicas = (0..partitions)
+            .map(|p| {
+                Replica::open(
+                    format!("{name}-{p}"),
+                    self.partition_dir(name, p),
+                    log_config,
+                    Arc::clone(&self.flusher),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            partitions: replicas,
+            configs,
+        }))
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics.read().values().find(|t| t.id == id).cloned()
+    }
+
+    /// All topics, in name order.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    /// Resolves CreateTopics' -1 defaults and checks a topic request without creating.
+    pub fn check_new_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(i32, TopicConfigs), TopicError> {
+        validate_topic_name(name)?;
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
+        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must be between 1 and {PARTITIONS_MAX}, got {partitions}"
+            )));
+        }
+        let rf = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
+        let brokers = 1;
+        if rf < 1 || rf > brokers {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {rf} is not between 1 and the number of brokers ({brokers})"
+            )));
+        }
+        let configs = TopicConfigs::validate(configs).map_err(TopicError::InvalidConfig)?;
+        let topics = self.topics.read();
+        if topics.contains_key(name) {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        let key = collision_key(name);
+        if let Some(other) = topics.keys().find(|t| collision_key(t) == key) {
+            return Err(TopicError::InvalidName(format!(
+                "topic '{name}' collides with existing topic '{other}' ('.' and '_' are treated alike)"
+            )));
+        }
+        Ok((partitions, configs))
+    }
+
+    /// Creates a topic and its partition logs, then persists it.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let _guard = self.changes.lock();
+        let (partitions, configs) =
+            self.check_new_topic(name, partitions, replication_factor, configs)?;
+        for p in 0..partitions {
+            let dir = self.partition_dir(name, p);
+            if dir.exists() {
+                warn!(dir = %dir.display(), "removing a stale partition directory");
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| TopicError::Storage(format!("remove {}: {e}", dir.display())))?;
+            }
+        }
+        let topic = self.open_topic(name, Uuid::new_v4(), partitions, configs)?;
+        self.topics.write().insert(name.to_string(), Arc::clone(&topic));
+        if let Err(e) = self.persist() {
+            self.topics.write().remove(name);
+            return Err(e);
+        }
+        info!(topic = name, partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// Deletes a topic: forgotten and persisted first, then its logs are removed.
+    pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        let _guard = self.changes.lock();
+        let Some(topic) = self.topics.write().remove(name) else {
+            return Err(TopicError::Unknown(name.to_string()));
+        };
+        self.persist()?;
+        for replica in &topic.partitions {
+            let dir = replica.dir();
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition's log");
+            }
+        }
+        info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    fn persist(&self) -> Result<(), TopicError> {
+        let file = MetadataFile {
+            topics: self
+                .topics
+                .read()
+                .values()
+                .map(|t| TopicRecord {
+                    name: t.name.clone(),
+                    id: t.id,
+                    partitions: t.partitions.len() as i32,
+                    configs: t.configs.overrides().clone(),
+                })
+                .collect(),
+        };
+        write_toml(&self.config.data_dir.join("meta").join("topics.toml"), &file)
+    }
+
+    /// Hands out a producer id that is unique across restarts: ids come from blocks
+    /// whose end is persisted before any id of the block is used.
+    pub fn next_producer_id(&self) -> Result<i64, TopicError> {
+        let mut ids = self.producer_ids.lock();
+        if ids.next >= ids.block_end {
+            let block_end = ids.next + PRODUCER_ID_BLOCK;
+            write_toml(
+                &self.config.data_dir.join("meta").join("producer-ids.toml"),
+                &ProducerIdFile {
+                    next_block_start: block_end,
+                },
+            )?;
+            ids.block_end = block_end;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    /// Syncs every partition log (clean shutdown).
+    pub fn sync_all(&self) {
+        for topic in self.topics() {
+            for replica in &topic.partitions {
+                if let Err(e) = replica.sync_all() {
+                    warn!(partition = replica.name(), error = %e, "final sync failed");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ProducerIdFile {
+    next_block_start: i64,
+}
+
+fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, TopicError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| TopicError::Storage(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(TopicError::Storage(format!("read {}: {e}", path.display()))),
+    }
+}
+
+/// Writes a file atomically and durably: temp file, fsync, rename, fsync dir.
+fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), TopicError> {
+    use std::io::Write;
+    let storage = |what: &str, e: &dyn std::fmt::Display| {
+        TopicError::Storage(format!("{what} {}: {e}", path.display()))
+    };
+    let text = toml::to_string(value).map_err(|e| storage("serialize", &e))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| storage("create", &e))?;
+    f.write_all(text.as_bytes()).map_err(|e| storage("write", &e))?;
+    f.sync_all().map_err(|e| storage("sync", &e))?;
+    std::fs::rename(&tmp, path).map_err(|e| storage("rename", &e))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| storage("sync dir of", &e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("business.orders.created").is_ok());
+        assert!(validate_topic_name("orders.dlq").is_ok());
+        assert!(validate_topic_name("a-b_c.1").is_ok());
+        for bad in ["", ".", "..", "with space", "slash/x", "ünïcode"] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+}

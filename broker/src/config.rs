@@ -1,0 +1,225 @@
+//! Broker configuration: compiled-in defaults (`config/sluice.toml`), a TOML file
+//! that overrides them key by key, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The default configuration, shipped as `config/sluice.toml`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/sluice.toml");
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: key `{key}`: {message}")]
+    Invalid {
+        origin: String,
+        key: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listen: String,
+    pub advertised_listener: String,
+    pub data_dir: PathBuf,
+    pub cluster_id: String,
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub socket_request_max_bytes: usize,
+    pub max_inflight_requests_per_connection: usize,
+    pub shutdown_timeout_s: u64,
+    pub log: LogDefaults,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogDefaults {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub index_interval_bytes: u64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub max_message_bytes: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            listen: "127.0.0.1:9092".into(),
+            advertised_listener: String::new(),
+            data_dir: PathBuf::from("./data"),
+            cluster_id: "sluice-cluster".into(),
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            socket_request_max_bytes: 100 << 20,
+            max_inflight_requests_per_connection: 64,
+            shutdown_timeout_s: 10,
+            log: LogDefaults::default(),
+        }
+    }
+}
+
+impl Default for LogDefaults {
+    fn default() -> Self {
+        LogDefaults {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1_048_588,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Parses a config file's text; unknown keys and ill-typed values are errors that
+    /// name the file and the key.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: BrokerConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Checks values that parse but make no sense. `origin` names where they came from.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message,
+        };
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return Err(bad(
+                "listen",
+                format!("{:?} is not a HOST:PORT socket address", self.listen),
+            ));
+        }
+        if !self.advertised_listener.is_empty() {
+            parse_host_port(&self.advertised_listener).map_err(|m| bad("advertised_listener", m))?;
+        }
+        if self.num_partitions < 1 {
+            return Err(bad("num_partitions", format!("{} must be at least 1", self.num_partitions)));
+        }
+        if self.default_replication_factor < 1 {
+            return Err(bad(
+                "default_replication_factor",
+                format!("{} must be at least 1", self.default_replication_factor),
+            ));
+        }
+        if self.socket_request_max_bytes < 1024 || self.socket_request_max_bytes > i32::MAX as usize {
+            return Err(bad(
+                "socket_request_max_bytes",
+                format!("{} must be between 1024 and {}", self.socket_request_max_bytes, i32::MAX),
+            ));
+        }
+        if self.max_inflight_requests_per_connection == 0 {
+            return Err(bad("max_inflight_requests_per_connection", "must be at least 1".into()));
+        }
+        if self.cluster_id.is_empty() {
+            return Err(bad("cluster_id", "must not be empty".into()));
+        }
+        let log = &self.log;
+        if log.segment_bytes < 1024 || log.segment_bytes > i32::MAX as u64 {
+            return Err(bad("log.segment_bytes", format!("{} must be between 1024 and {}", log.segment_bytes, i32::MAX)));
+        }
+        if log.segment_ms < 1 {
+            return Err(bad("log.segment_ms", format!("{} must be positive", log.segment_ms)));
+        }
+        if log.max_message_bytes < 64 {
+            return Err(bad("log.max_message_bytes", format!("{} is too small", log.max_message_bytes)));
+        }
+        Ok(())
+    }
+
+    /// The (host, port) clients are told to connect to.
+    pub fn advertised(&self) -> (String, i32) {
+        let addr = if self.advertised_listener.is_empty() {
+            &self.listen
+        } else {
+            &self.advertised_listener
+        };
+        parse_host_port(addr).unwrap_or_else(|_| ("127.0.0.1".into(), 9092))
+    }
+}
+
+fn parse_host_port(s: &str) -> Result<(String, i32), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{s:?} has an invalid port"))?;
+    if host.is_empty() {
+        return Err(format!("{s:?} has no host"));
+    }
+    Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_file_matches_compiled_defaults() {
+        let parsed = BrokerConfig::from_toml(DEFAULT_CONFIG_TOML, Path::new("config/sluice.toml"))
+            .expect("default config parses");
+        assert_eq!(parsed, BrokerConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let err = BrokerConfig::from_toml("num_partitons = 3\n", Path::new("/etc/s.toml"))
+            .expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("/etc/s.toml"), "{msg}");
+        assert!(msg.contains("num_partitons"), "{msg}");
+    }
+
+    #[test]
+    fn bad_value_names_file_and_key() {
+        let err = BrokerConfig::from_toml("[log]\nsegment_bytes = \"big\"\n", Path::new("b.toml"))
+            .expect_err("bad type");
+        let msg = err.to_string();
+        assert!(msg.contains("b.toml") && msg.contains("segment_bytes"), "{msg}");
+        let err = BrokerConfig::from_toml("num_partitions = 0\n", Path::new("c.toml"))
+            .expect_err("bad value");
+        assert_eq!(err.to_string(), "c.toml: key `num_partitions`: 0 must be at least 1");
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = BrokerConfig::from_toml("num_partitions = 6\n[log]\nretention_ms = 5\n", Path::new("p.toml"))
+            .expect("parses");
+        assert_eq!(c.num_partitions, 6);
+        assert_eq!(c.log.retention_ms, 5);
+        assert_eq!(c.log.segment_bytes, 1 << 30);
+        assert_eq!(c.listen, "127.0.0.1:9092");
+    }
+}

@@ -1,0 +1,127 @@
+//! CreateTopics (key 19): name rules, partitions, replication factor <= brokers,
+//! topic configs, `validate_only`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::ResponseError;
+
+use super::{code, str_bytes};
+use crate::cluster::TopicError;
+use crate::topic_config::TopicConfigs;
+use crate::Broker;
+
+/// DescribeConfigs / CreateTopics config sources.
+pub(crate) const SOURCE_TOPIC_CONFIG: i8 = 1;
+pub(crate) const SOURCE_DEFAULT_CONFIG: i8 = 5;
+
+pub(crate) fn topic_error_code(e: &TopicError) -> ResponseError {
+    match e {
+        TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
+        TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
+        TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        TopicError::Storage(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+pub async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for t in &request.topics {
+        *seen.entry(t.name.0.to_string()).or_default() += 1;
+    }
+    let mut results = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        let name = t.name.0.to_string();
+        let result = CreatableTopicResult::default().with_name(t.name.clone());
+        let fail = |error: ResponseError, message: String| {
+            result
+                .clone()
+                .with_error_code(code(error))
+                .with_error_message(Some(str_bytes(message)))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+        };
+        if seen.get(&name).copied().unwrap_or(0) > 1 {
+            results.push(fail(
+                ResponseError::InvalidRequest,
+                format!("topic '{name}' appears more than once in the request"),
+            ));
+            continue;
+        }
+        let (mut partitions, mut rf) = (t.num_partitions, t.replication_factor);
+        if !t.assignments.is_empty() {
+            if partitions != -1 || rf != -1 {
+                results.push(fail(
+                    ResponseError::InvalidRequest,
+                    "replica assignments and numPartitions/replicationFactor are exclusive".into(),
+                ));
+                continue;
+            }
+            let node = broker.node_id();
+            let valid = t.assignments.iter().enumerate().all(|(i, a)| {
+                a.partition_index == i as i32 && a.broker_ids.len() == 1 && a.broker_ids[0].0 == node
+            });
+            if !valid {
+                results.push(fail(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("assignments must name partitions 0..n on broker {node} only"),
+                ));
+                continue;
+            }
+            partitions = t.assignments.len() as i32;
+            rf = 1;
+        }
+        let configs: BTreeMap<String, String> = t
+            .configs
+            .iter()
+            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+            .collect();
+        let cluster = Arc::clone(&broker.cluster);
+        let outcome = if request.validate_only {
+            cluster
+                .check_new_topic(&name, partitions, rf, &configs)
+                .map(|(p, c)| (p, c, None))
+        } else {
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || cluster.create_topic(&name, partitions, rf, &configs))
+                .await
+                .unwrap_or_else(|e| Err(TopicError::Storage(format!("create task failed: {e}"))))
+                .map(|t| (t.partitions.len() as i32, t.configs.clone(), Some(t.id)))
+        };
+        match outcome {
+            Ok((partitions, configs, id)) => {
+                let mut r = result
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1);
+                // Per-topic configs are part of the answer from v5.
+                if version >= 5 {
+                    r = r.with_configs(Some(describe(broker, &configs)));
+                }
+                if let Some(id) = id {
+                    r = r.with_topic_id(id);
+                }
+                results.push(r);
+            }
+            Err(e) => results.push(fail(topic_error_code(&e), e.to_string())),
+        }
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+fn describe(broker: &Broker, configs: &TopicConfigs) -> Vec<CreatableTopicConfigs> {
+    configs
+        .describe(&broker.config.log)
+        .into_iter()
+        .map(|(name, value, set)| {
+            CreatableTopicConfigs::default()
+                .with_name(str_bytes(name))
+                .with_value(Some(str_bytes(value)))
+                .with_config_source(if set { SOURCE_TOPIC_CONFIG } else { SOURCE_DEFAULT_CONFIG })
+        })
+        .collect()
+}

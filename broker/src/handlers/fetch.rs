@@ -1,0 +1,117 @@
+//! Fetch (key 1): whole stored batches from each partition, never past the high
+//! watermark; waits up to `max_wait_ms` for `min_bytes` of data.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+use sluice_protocol::types::Offset;
+use sluice_replication::ReplicaError;
+use sluice_storage::StorageError;
+
+use super::code;
+use crate::Broker;
+
+pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> FetchResponse {
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let mut signal = broker.commit_signal();
+    loop {
+        // Mark the signal seen before reading, so a commit after the read wakes us.
+        signal.borrow_and_update();
+        let (response, bytes, has_error) = read_all(broker, &request);
+        let min_bytes = request.min_bytes.max(0) as usize;
+        if bytes >= min_bytes.max(1) || has_error || tokio::time::Instant::now() >= deadline {
+            return response;
+        }
+        match tokio::time::timeout_at(deadline, signal.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return read_all(broker, &request).0,
+        }
+    }
+}
+
+fn read_all(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let mut remaining = request.max_bytes.max(0) as usize;
+    let mut total = 0usize;
+    let mut has_error = false;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for ft in &request.topics {
+        let topic = broker.cluster.topic(ft.topic.0.as_str());
+        let mut partitions = Vec::with_capacity(ft.partitions.len());
+        for fp in &ft.partitions {
+            let base = PartitionData::default()
+                .with_partition_index(fp.partition)
+                .with_records(Some(Bytes::new()));
+            let Some(replica) = topic
+                .as_ref()
+                .and_then(|t| usize::try_from(fp.partition).ok().and_then(|i| t.partitions.get(i)))
+            else {
+                has_error = true;
+                partitions.push(
+                    base.with_error_code(code(ResponseError::UnknownTopicOrPartition))
+                        .with_high_watermark(-1),
+                );
+                continue;
+            };
+            let epoch = replica.leader_epoch().0;
+            if fp.current_leader_epoch >= 0 && fp.current_leader_epoch != epoch {
+                has_error = true;
+                let error = if fp.current_leader_epoch > epoch {
+                    ResponseError::UnknownLeaderEpoch
+                } else {
+                    ResponseError::FencedLeaderEpoch
+                };
+                partitions.push(base.with_error_code(code(error)).with_high_watermark(-1));
+                continue;
+            }
+            let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
+            // KIP-74: the first batch of the first non-empty partition is returned
+            // whole even if it is larger than the limits, so consumers make progress.
+            let min_one = total == 0;
+            match replica.read(Offset(fp.fetch_offset), limit, min_one) {
+                Ok(data) => {
+                    let n = data.records.len();
+                    total += n;
+                    remaining = remaining.saturating_sub(n);
+                    partitions.push(
+                        base.with_high_watermark(data.high_watermark.0)
+                            .with_last_stable_offset(data.high_watermark.0)
+                            .with_log_start_offset(data.log_start_offset.0)
+                            .with_records(Some(data.records)),
+                    );
+                }
+                Err(e) => {
+                    has_error = true;
+                    let error = match e {
+                        ReplicaError::Storage(StorageError::OffsetOutOfRange { .. }) => {
+                            ResponseError::OffsetOutOfRange
+                        }
+                        ReplicaError::ShuttingDown { .. } => ResponseError::NotLeaderOrFollower,
+                        _ => ResponseError::KafkaStorageError,
+                    };
+                    partitions.push(
+                        base.with_error_code(code(error))
+                            .with_high_watermark(replica.high_watermark().0)
+                            .with_last_stable_offset(replica.high_watermark().0)
+                            .with_log_start_offset(replica.log_start_offset().0),
+                    );
+                }
+            }
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(ft.topic.clone())
+                .with_topic_id(ft.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    (
+        FetchResponse::default().with_session_id(0).with_responses(topics),
+        total,
+        has_error,
+    )
+}

@@ -1,0 +1,156 @@
+//! Produce (key 0): validate each partition's batch by header and CRC, append it to
+//! the partition leader, answer as `acks` asks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use sluice_protocol::batch::validate_produce_records;
+use sluice_protocol::types::Offset;
+use sluice_protocol::BatchError;
+use sluice_replication::{Acks, Replica, ReplicaError};
+use sluice_storage::StorageError;
+use tracing::debug;
+
+use super::{code, str_bytes};
+use crate::topic_config::MAX_MESSAGE_BYTES;
+use crate::Broker;
+
+fn batch_error_code(e: &BatchError) -> ResponseError {
+    match e {
+        BatchError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
+        BatchError::Inconsistent { .. } | BatchError::NotOneBatch { .. } => {
+            ResponseError::InvalidRecord
+        }
+        BatchError::Empty
+        | BatchError::Truncated { .. }
+        | BatchError::BadLength { .. }
+        | BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage,
+    }
+}
+
+fn replica_error_code(e: &ReplicaError) -> ResponseError {
+    match e {
+        ReplicaError::Storage(StorageError::BatchTooLarge { .. }) => ResponseError::RecordListTooLarge,
+        ReplicaError::Storage(StorageError::Batch(b)) => batch_error_code(b),
+        ReplicaError::Storage(_) | ReplicaError::Offline { .. } => ResponseError::KafkaStorageError,
+        // The write may or may not have committed: never report success.
+        ReplicaError::ShuttingDown { .. } => ResponseError::RequestTimedOut,
+    }
+}
+
+/// One partition's answer while the request is being processed.
+struct Outcome {
+    response: PartitionProduceResponse,
+    /// Replica and offset to wait for (acks=all).
+    commit_wait: Option<(Arc<Replica>, Offset)>,
+}
+
+fn failed(index: i32, error: ResponseError, message: Option<String>) -> Outcome {
+    Outcome {
+        response: PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(code(error))
+            .with_base_offset(-1)
+            .with_error_message(message.map(str_bytes)),
+        commit_wait: None,
+    }
+}
+
+pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+    let acks = match request.acks {
+        0 => Some(Acks::None),
+        1 => Some(Acks::Leader),
+        -1 => Some(Acks::All),
+        _ => None,
+    };
+    let now_ms = broker.now_ms();
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let name = topic_data.name.0.as_str().to_string();
+        let topic = broker.cluster.topic(&name);
+        let mut outcomes = Vec::with_capacity(topic_data.partition_data.len());
+        for pd in topic_data.partition_data {
+            let index = pd.index;
+            let Some(acks) = acks else {
+                outcomes.push(failed(index, ResponseError::InvalidRequiredAcks, None));
+                continue;
+            };
+            let Some(replica) = topic
+                .as_ref()
+                .and_then(|t| usize::try_from(index).ok().and_then(|i| t.partitions.get(i)))
+            else {
+                outcomes.push(failed(index, ResponseError::UnknownTopicOrPartition, None));
+                continue;
+            };
+            let topic = topic.as_ref().expect("partition found above");
+            let records = pd.records.unwrap_or_default();
+            let max_bytes = topic
+                .configs
+                .i64_or(MAX_MESSAGE_BYTES, broker.config.log.max_message_bytes as i64);
+            if records.len() as i64 > max_bytes {
+                let message = format!(
+                    "batch of {} bytes exceeds max.message.bytes {max_bytes}",
+                    records.len()
+                );
+                outcomes.push(failed(index, ResponseError::MessageTooLarge, Some(message)));
+                continue;
+            }
+            if let Err(e) = validate_produce_records(&records) {
+                debug!(topic = %name, partition = index, error = %e, "rejected batch");
+                outcomes.push(failed(index, batch_error_code(&e), Some(e.to_string())));
+                continue;
+            }
+            let batch = BytesMut::from(&records[..]);
+            match replica.append(batch, Acks::Leader, now_ms).await {
+                Ok(info) => outcomes.push(Outcome {
+                    response: PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_base_offset(info.base_offset.0)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(info.log_start_offset.0),
+                    commit_wait: (acks == Acks::All)
+                        .then(|| (Arc::clone(replica), info.last_offset.next())),
+                }),
+                Err(e) => outcomes.push(failed(index, replica_error_code(&e), Some(e.to_string()))),
+            }
+        }
+        topics.push((topic_data.name, outcomes));
+    }
+    if acks == Some(Acks::None) {
+        return None;
+    }
+    wait_for_commits(&mut topics, request.timeout_ms).await;
+    let responses = topics
+        .into_iter()
+        .map(|(name, outcomes)| {
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(outcomes.into_iter().map(|o| o.response).collect())
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Waits, up to the request's timeout, until every acks=all write is committed.
+/// A write still uncommitted at the deadline is REQUEST_TIMED_OUT (outcome unknown).
+async fn wait_for_commits(topics: &mut [(kafka_protocol::messages::TopicName, Vec<Outcome>)], timeout_ms: i32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
+    for (_, outcomes) in topics.iter_mut() {
+        for outcome in outcomes.iter_mut() {
+            let Some((replica, offset)) = outcome.commit_wait.take() else {
+                continue;
+            };
+            let error = match tokio::time::timeout_at(deadline, replica.wait_committed(offset)).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => replica_error_code(&e),
+                Err(_) => ResponseError::RequestTimedOut,
+            };
+            outcome.response.error_code = code(error);
+            outcome.response.base_offset = -1;
+        }
+    }
+}

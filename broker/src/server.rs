@@ -1,0 +1,63 @@
+//! The client listener and clean shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::connection;
+use crate::Broker;
+
+/// Accepts connections until `shutdown` completes, then stops reading requests,
+/// waits (bounded) for in-flight responses, and flushes and closes the logs.
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(connection::serve(
+                        stream,
+                        peer.to_string(),
+                        Arc::clone(&broker),
+                        stop_rx.clone(),
+                    ));
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    info!(connections = connections.len(), "shutting down: answering in-flight requests");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(broker.config.shutdown_timeout_s);
+    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        warn!("in-flight requests did not finish in time");
+        connections.abort_all();
+    }
+    let closing = Arc::clone(&broker);
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .map_err(std::io::Error::other)?;
+    info!("logs flushed and closed");
+    Ok(())
+}

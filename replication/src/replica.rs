@@ -1,0 +1,261 @@
+//! One replica of one partition: its log, high watermark and commit notifications.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use sluice_storage::{LeaderEpoch, LogConfig, Offset, PartitionLog, StorageError};
+use tokio::sync::watch;
+use tracing::error;
+
+use crate::flusher::Flusher;
+use crate::ReplicaError;
+
+/// When a produce is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// acks=0: never answered.
+    None,
+    /// acks=1: once the leader appended.
+    Leader,
+    /// acks=-1 (all): once committed, that is durable on a majority.
+    All,
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub log_start_offset: Offset,
+}
+
+/// Whole batches below the high watermark, with the partition's offsets.
+#[derive(Debug, Clone)]
+pub struct FetchData {
+    pub records: Bytes,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Commit {
+    high_watermark: Offset,
+    failed: bool,
+}
+
+/// A partition replica (today: the only one, and so the leader).
+#[derive(Debug)]
+pub struct Replica {
+    name: String,
+    log: Mutex<PartitionLog>,
+    epoch: LeaderEpoch,
+    log_start: AtomicI64,
+    log_end: AtomicI64,
+    commit: watch::Sender<Commit>,
+    failure: Mutex<Option<String>>,
+    flusher: Arc<Flusher>,
+    pub(crate) dirty: AtomicBool,
+}
+
+impl Replica {
+    /// Opens (and recovers) the log in `dir`. Everything recovered is committed: on a
+    /// single node, what survived on disk is what a majority holds.
+    pub fn open(
+        name: String,
+        dir: PathBuf,
+        config: LogConfig,
+        flusher: Arc<Flusher>,
+    ) -> Result<Arc<Self>, ReplicaError> {
+        let log = PartitionLog::open(dir, config)?;
+        let end = log.log_end_offset();
+        let (commit, _) = watch::channel(Commit {
+            high_watermark: end,
+            failed: false,
+        });
+        Ok(Arc::new(Replica {
+            name,
+            log_start: AtomicI64::new(log.log_start_offset().0),
+            log_end: AtomicI64::new(end.0),
+            log: Mutex::new(log),
+            epoch: LeaderEpoch(0),
+            commit,
+            failure: Mutex::new(None),
+            flusher,
+            dirty: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.epoch
+    }
+    pub fn high_watermark(&self) -> Offset {
+        self.commit.borrow().high_watermark
+    }
+    pub fn log_start_offset(&self) -> Offset {
+        Offset(self.log_start.load(Ordering::Acquire))
+    }
+    pub fn log_end_offset(&self) -> Offset {
+        Offset(self.log_end.load(Ordering::Acquire))
+    }
+
+    fn check_online(&self) -> Result<(), ReplicaError> {
+        match &*self.failure.lock() {
+            None => Ok(()),
+            Some(reason) => Err(ReplicaError::Offline {
+                partition: self.name.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    fn fail(&self, reason: String) {
+        error!(partition = %self.name, %reason, "partition taken offline");
+        *self.failure.lock() = Some(reason);
+        self.commit.send_modify(|c| c.failed = true);
+    }
+
+    /// Appends a validated batch and waits as `acks` asks.
+    pub async fn append(
+        self: &Arc<Self>,
+        mut batch: BytesMut,
+        acks: Acks,
+        now_ms: i64,
+    ) -> Result<AppendInfo, ReplicaError> {
+        self.check_online()?;
+        let (base, last, log_start) = {
+            let mut log = self.log.lock();
+            let appended = log.append(&mut batch, self.epoch, now_ms);
+            match appended {
+                Ok((base, last)) => {
+                    self.log_end.store(last.0 + 1, Ordering::Release);
+                    (base, last, log.log_start_offset())
+                }
+                Err(e @ StorageError::Io { .. }) => {
+                    drop(log);
+                    let reason = e.to_string();
+                    self.fail(reason);
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.flusher.mark_dirty(self);
+        let info = AppendInfo {
+            base_offset: base,
+            last_offset: last,
+            log_start_offset: log_start,
+        };
+        if acks == Acks::All {
+            self.wait_committed(last.next()).await?;
+        }
+        Ok(info)
+    }
+
+    /// Waits until the high watermark reaches `offset`.
+    pub async fn wait_committed(&self, offset: Offset) -> Result<(), ReplicaError> {
+        let mut rx = self.commit.subscribe();
+        let result = rx
+            .wait_for(|c| c.failed || c.high_watermark >= offset)
+            .await
+            .map(|c| *c);
+        match result {
+            Ok(c) if !c.failed => Ok(()),
+            Ok(_) => self.check_online().and(Err(ReplicaError::Offline {
+                partition: self.name.clone(),
+                reason: "sync failed".into(),
+            })),
+            Err(_) => Err(ReplicaError::ShuttingDown {
+                partition: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Called by the flusher: syncs what was appended and commits it.
+    pub(crate) fn flush_and_commit(&self) -> bool {
+        if self.failure.lock().is_some() {
+            return false;
+        }
+        let Some(target) = self.log.lock().sync_target() else {
+            return false;
+        };
+        for file in &target.files {
+            if let Err(e) = file.sync_data() {
+                self.fail(format!("fdatasync failed: {e}"));
+                return false;
+            }
+        }
+        // Truncation may have rewound the log below the synced end meanwhile.
+        let end = target.end.min(self.log_end_offset());
+        let mut advanced = false;
+        self.commit.send_if_modified(|c| {
+            if end > c.high_watermark {
+                c.high_watermark = end;
+                advanced = true;
+            }
+            advanced
+        });
+        advanced
+    }
+
+    /// Reads whole batches from `offset`, never past the high watermark. The file
+    /// read happens after the log lock is released.
+    pub fn read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<FetchData, ReplicaError> {
+        self.check_online()?;
+        let high_watermark = self.high_watermark();
+        let (plan, log_start) = {
+            let log = self.log.lock();
+            (
+                log.plan_read(offset, max_bytes, high_watermark, min_one_batch)?,
+                log.log_start_offset(),
+            )
+        };
+        let read = plan.execute()?;
+        Ok(FetchData {
+            records: read.records,
+            high_watermark,
+            log_start_offset: log_start,
+        })
+    }
+
+    /// ListOffsets by timestamp: first offset of the first batch whose max timestamp
+    /// is >= `timestamp_ms`, among committed batches.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(Offset, i64)>, ReplicaError> {
+        self.check_online()?;
+        let hw = self.high_watermark();
+        let found = self.log.lock().offset_for_timestamp(timestamp_ms)?;
+        Ok(found.filter(|(o, _)| *o < hw))
+    }
+
+    /// The largest committed batch max timestamp and the offset that carries it.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, Offset)>, ReplicaError> {
+        self.check_online()?;
+        let hw = self.high_watermark();
+        Ok(self.log.lock().max_timestamp().filter(|(_, o)| *o < hw))
+    }
+
+    /// Syncs everything appended (shutdown).
+    pub fn sync_all(&self) -> Result<(), ReplicaError> {
+        self.check_online()?;
+        self.log.lock().sync_all()?;
+        Ok(())
+    }
+
+    /// Directory of the log.
+    pub fn dir(&self) -> PathBuf {
+        self.log.lock().dir().to_path_buf()
+    }
+}
