@@ -117,12 +117,12 @@ async fn dispatch(
     }
     match decoded {
         Decoded::Request(request) => {
-            let broker = Arc::clone(broker);
             let peer = peer.to_string();
+            let (api_key, version, correlation_id) =
+                (request.api_key, request.version, request.header.correlation_id);
+            let handling = handlers::start(broker, request);
             tokio::spawn(async move {
-                let (api_key, version, correlation_id) =
-                    (request.api_key, request.version, request.header.correlation_id);
-                let Some(body) = handlers::handle(&broker, request).await else {
+                let Some(body) = handling.await else {
                     let _ = tx.send(None);
                     return;
                 };

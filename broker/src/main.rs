@@ -7,7 +7,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_broker::{server, Broker, BrokerConfig};
+use sluice_protocol::alloc::GuardedAlloc;
 use tracing::{error, info};
+
+/// Keeps impossible element counts in request frames from aborting the broker.
+#[global_allocator]
+static ALLOC: GuardedAlloc = GuardedAlloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about = "A Kafka-compatible event-streaming broker")]

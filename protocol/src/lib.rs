@@ -18,7 +18,10 @@
 //! - [`batch`]: the RecordBatch v2 header view and its validation.
 //! - [`legacy`]: answers for Produce v0-v2, which we advertise but cannot store.
 //! - [`types`]: newtypes that keep offsets, epochs and ids apart.
+//! - [`alloc`]: the global allocator that keeps impossible wire counts from
+//!   aborting the process.
 
+pub mod alloc;
 pub mod batch;
 pub mod codec;
 pub mod error;
@@ -28,3 +31,7 @@ pub mod types;
 
 pub use error::{BatchError, CodecError, FrameError};
 pub use kafka_protocol;
+
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOC: alloc::GuardedAlloc = alloc::GuardedAlloc;

@@ -123,10 +123,20 @@ impl Replica {
     /// Appends a validated batch and waits as `acks` asks.
     pub async fn append(
         self: &Arc<Self>,
-        mut batch: BytesMut,
+        batch: BytesMut,
         acks: Acks,
         now_ms: i64,
     ) -> Result<AppendInfo, ReplicaError> {
+        let info = self.append_now(batch, now_ms)?;
+        if acks == Acks::All {
+            self.wait_committed(info.last_offset.next()).await?;
+        }
+        Ok(info)
+    }
+
+    /// Appends a validated batch now (acks=1 semantics); callers that need the
+    /// commit wait for it with [`Replica::wait_committed`].
+    pub fn append_now(self: &Arc<Self>, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, ReplicaError> {
         self.check_online()?;
         let (base, last, log_start) = {
             let mut log = self.log.lock();
@@ -146,15 +156,11 @@ impl Replica {
             }
         };
         self.flusher.mark_dirty(self);
-        let info = AppendInfo {
+        Ok(AppendInfo {
             base_offset: base,
             last_offset: last,
             log_start_offset: log_start,
-        };
-        if acks == Acks::All {
-            self.wait_committed(last.next()).await?;
-        }
-        Ok(info)
+        })
     }
 
     /// Waits until the high watermark reaches `offset`.

@@ -1,5 +1,7 @@
 //! One handler per Kafka API. Kafka error codes are chosen here and nowhere else.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
@@ -40,20 +42,29 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::InitProducerId, 0, 5),
 ];
 
-/// Runs the handler for a decoded request. `None` means no response is sent
-/// (Produce with acks=0).
-pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKind> {
-    let version = request.version;
-    let response = match request.body {
+/// The rest of a request's handling, run concurrently with later requests.
+pub type Handling = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
+
+/// Starts a request. Work whose order matters (appends) happens here, before the
+/// connection reads its next request; the returned future does the rest. Its
+/// output `None` means no response is sent (Produce with acks=0).
+pub fn start(broker: &Arc<Broker>, request: Request) -> Handling {
+    let broker = Arc::clone(broker);
+    match request.body {
+        RequestKind::Produce(r) => {
+            let pending = produce::append(&broker, r, request.version);
+            Box::pin(async move { produce::finish(pending).await.map(ResponseKind::Produce) })
+        }
+        body => Box::pin(async move { handle(&broker, body, request.version).await }),
+    }
+}
+
+async fn handle(broker: &Arc<Broker>, body: RequestKind, version: i16) -> Option<ResponseKind> {
+    let response = match body {
         RequestKind::ApiVersions(r) => {
             ResponseKind::ApiVersions(api_versions::handle(broker, r, version))
         }
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
-        RequestKind::Produce(r) => {
-            return produce::handle(broker, r, version)
-                .await
-                .map(ResponseKind::Produce)
-        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))

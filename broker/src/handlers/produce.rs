@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 use sluice_protocol::batch::validate_produce_records;
 use sluice_protocol::types::Offset;
@@ -60,7 +60,25 @@ fn failed(index: i32, error: ResponseError, message: Option<String>) -> Outcome 
     }
 }
 
-pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+/// A produce whose batches are appended and whose answer may still wait for commit.
+pub struct PendingProduce {
+    topics: Vec<(TopicName, Vec<Outcome>)>,
+    acks: Option<Acks>,
+    timeout_ms: i32,
+}
+
+impl std::fmt::Debug for PendingProduce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingProduce")
+            .field("topics", &self.topics.len())
+            .field("acks", &self.acks)
+            .finish()
+    }
+}
+
+/// The ordered phase: validates and appends every partition's batch now, so that
+/// requests of one connection reach the log in the order they were sent.
+pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> PendingProduce {
     let acks = match request.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
@@ -105,7 +123,7 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16
                 continue;
             }
             let batch = BytesMut::from(&records[..]);
-            match replica.append(batch, Acks::Leader, now_ms).await {
+            match replica.append_now(batch, now_ms) {
                 Ok(info) => outcomes.push(Outcome {
                     response: PartitionProduceResponse::default()
                         .with_index(index)
@@ -120,10 +138,25 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16
         }
         topics.push((topic_data.name, outcomes));
     }
+    PendingProduce {
+        topics,
+        acks,
+        timeout_ms: request.timeout_ms,
+    }
+}
+
+/// The concurrent phase: waits for commits (acks=all) and builds the answer;
+/// `None` for acks=0.
+pub async fn finish(pending: PendingProduce) -> Option<ProduceResponse> {
+    let PendingProduce {
+        mut topics,
+        acks,
+        timeout_ms,
+    } = pending;
     if acks == Some(Acks::None) {
         return None;
     }
-    wait_for_commits(&mut topics, request.timeout_ms).await;
+    wait_for_commits(&mut topics, timeout_ms).await;
     let responses = topics
         .into_iter()
         .map(|(name, outcomes)| {
@@ -137,7 +170,7 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16
 
 /// Waits, up to the request's timeout, until every acks=all write is committed.
 /// A write still uncommitted at the deadline is REQUEST_TIMED_OUT (outcome unknown).
-async fn wait_for_commits(topics: &mut [(kafka_protocol::messages::TopicName, Vec<Outcome>)], timeout_ms: i32) {
+async fn wait_for_commits(topics: &mut [(TopicName, Vec<Outcome>)], timeout_ms: i32) {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
     for (_, outcomes) in topics.iter_mut() {
         for outcome in outcomes.iter_mut() {

@@ -1,0 +1,316 @@
+//! The broker binary on a real socket, fed good and bad frames. A bad frame closes
+//! its own connection and nothing else; invalid batches get Kafka error codes.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::TopicName;
+use sluice_protocol::batch::build_batch;
+
+struct Broker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker(extra_config: &str) -> Broker {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, extra_config).expect("write config");
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sluice");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Broker {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+impl Broker {
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s
+    }
+}
+
+fn request_frame(key: ApiKey, version: i16, correlation_id: i32, body: &impl Encodable) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+        .encode(&mut buf, key.request_header_version(version))
+        .expect("header");
+    body.encode(&mut buf, version).expect("body");
+    let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&buf);
+    frame
+}
+
+fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
+
+fn response<T: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16) -> (i32, T) {
+    let mut frame = read_frame(s).expect("a response frame");
+    let header_version = if key == ApiKey::ApiVersions {
+        0
+    } else {
+        key.response_header_version(version)
+    };
+    let header = ResponseHeader::decode(&mut frame, header_version).expect("response header");
+    (header.correlation_id, T::decode(&mut frame, version).expect("response body"))
+}
+
+/// The server closed the connection: a read returns EOF (or reset).
+fn assert_closed(s: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) | Err(_) => {}
+        Ok(n) => panic!("expected a closed connection, read {n} bytes"),
+    }
+}
+
+/// Another client is still served.
+fn assert_serving(broker: &Broker) {
+    let mut s = broker.connect();
+    s.write_all(&request_frame(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default()))
+        .expect("write");
+    let (cid, r): (i32, ApiVersionsResponse) = response(&mut s, ApiKey::ApiVersions, 3);
+    assert_eq!((cid, r.error_code), (1, 0));
+}
+
+fn produce(topic: &str, partition: i32, records: Vec<u8>, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(records)))])])
+}
+
+fn create_topic_via_metadata(broker: &Broker, topic: &str) {
+    let mut s = broker.connect();
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]))
+        .with_allow_auto_topic_creation(true);
+    s.write_all(&request_frame(ApiKey::Metadata, 12, 9, &req)).expect("write");
+    let (_, r): (i32, MetadataResponse) = response(&mut s, ApiKey::Metadata, 12);
+    assert_eq!(r.topics[0].error_code, 0);
+}
+
+#[test]
+fn garbage_closes_only_that_connection() {
+    let broker = start_broker("");
+    // A framed payload of random bytes: not a request.
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let payload: Vec<u8> = (0..512)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as u8
+        })
+        .collect();
+    let mut frame = (payload.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    frame[4..6].copy_from_slice(&(-77i16).to_be_bytes()); // no such API key
+    let mut s = broker.connect();
+    s.write_all(&frame).expect("write");
+    assert_closed(&mut s);
+    assert_serving(&broker);
+}
+
+#[test]
+fn oversized_frame_is_refused_before_its_body_arrives() {
+    let broker = start_broker("socket_request_max_bytes = 1048576\n");
+    let mut s = broker.connect();
+    s.write_all(&(2_000_000i32).to_be_bytes()).expect("write");
+    assert_closed(&mut s);
+    let mut s = broker.connect();
+    s.write_all(&(-5i32).to_be_bytes()).expect("write");
+    assert_closed(&mut s);
+    assert_serving(&broker);
+}
+
+#[test]
+fn truncated_frame_and_unknown_api_key_close_the_connection() {
+    let broker = start_broker("");
+    let mut s = broker.connect();
+    let frame = request_frame(ApiKey::ApiVersions, 3, 5, &ApiVersionsRequest::default());
+    s.write_all(&frame[..frame.len() - 3]).expect("write");
+    s.shutdown(Shutdown::Write).expect("half close");
+    assert_closed(&mut s);
+
+    let mut s = broker.connect();
+    let mut frame = request_frame(ApiKey::ApiVersions, 3, 6, &ApiVersionsRequest::default());
+    frame[4..6].copy_from_slice(&999i16.to_be_bytes());
+    s.write_all(&frame).expect("write");
+    assert_closed(&mut s);
+    assert_serving(&broker);
+}
+
+#[test]
+fn api_versions_above_ours_gets_a_v0_answer_with_our_ranges() {
+    let broker = start_broker("");
+    let mut s = broker.connect();
+    let mut frame = request_frame(ApiKey::ApiVersions, 3, 42, &ApiVersionsRequest::default());
+    frame[6..8].copy_from_slice(&99i16.to_be_bytes());
+    s.write_all(&frame).expect("write");
+    let (cid, r): (i32, ApiVersionsResponse) = response(&mut s, ApiKey::ApiVersions, 0);
+    assert_eq!(cid, 42);
+    assert_eq!(r.error_code, 35, "UNSUPPORTED_VERSION");
+    let av = r
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+        .expect("ApiVersions listed");
+    assert_eq!((av.min_version, av.max_version), (0, 4));
+    let produce = r.api_keys.iter().find(|k| k.api_key == 0).expect("Produce listed");
+    assert_eq!(produce.min_version, 0);
+}
+
+#[test]
+fn corrupt_batches_and_missing_partitions_get_error_codes() {
+    let broker = start_broker("");
+    create_topic_via_metadata(&broker, "orders");
+    let mut s = broker.connect();
+
+    let good = build_batch(1_700_000_000_000, &[(Some(b"k"), Some(b"v"))]);
+    let mut corrupt = good.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let mut truncated = good.clone();
+    truncated.truncate(good.len() - 4);
+    let mut doubled = good.clone();
+    doubled.extend_from_slice(&good);
+
+    let cases: [(&str, i32, Vec<u8>, i16); 5] = [
+        ("orders", 0, corrupt, 2),             // CORRUPT_MESSAGE
+        ("orders", 0, truncated, 2),           // CORRUPT_MESSAGE
+        ("orders", 0, doubled, 87),            // INVALID_RECORD
+        ("orders", 7, good.clone(), 3),        // UNKNOWN_TOPIC_OR_PARTITION
+        ("no-such-topic", 0, good.clone(), 3), // UNKNOWN_TOPIC_OR_PARTITION
+    ];
+    for (i, (topic, partition, records, expected)) in cases.into_iter().enumerate() {
+        let cid = 100 + i as i32;
+        s.write_all(&request_frame(ApiKey::Produce, 9, cid, &produce(topic, partition, records, -1)))
+            .expect("write");
+        let (got_cid, r): (i32, ProduceResponse) = response(&mut s, ApiKey::Produce, 9);
+        assert_eq!(got_cid, cid);
+        let pr = &r.responses[0].partition_responses[0];
+        assert_eq!(pr.error_code, expected, "case {i}: {topic}-{partition}");
+    }
+    // The same connection still works, and nothing bad was stored.
+    s.write_all(&request_frame(ApiKey::Produce, 9, 200, &produce("orders", 0, good, -1)))
+        .expect("write");
+    let (_, r): (i32, ProduceResponse) = response(&mut s, ApiKey::Produce, 9);
+    let pr = &r.responses[0].partition_responses[0];
+    assert_eq!((pr.error_code, pr.base_offset), (0, 0));
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let broker = start_broker("");
+    create_topic_via_metadata(&broker, "pipelined");
+    let mut s = broker.connect();
+    let mut burst = Vec::new();
+    for i in 0..50 {
+        let batch = build_batch(1, &[(None, Some(format!("v{i}").as_bytes()))]);
+        burst.extend(request_frame(ApiKey::Produce, 9, i, &produce("pipelined", 0, batch, -1)));
+        burst.extend(request_frame(ApiKey::ApiVersions, 3, 1000 + i, &ApiVersionsRequest::default()));
+    }
+    // acks=0 produces no response but must not disturb the order.
+    let batch = build_batch(1, &[(None, Some(b"fire-and-forget"))]);
+    burst.extend(request_frame(ApiKey::Produce, 9, 5000, &produce("pipelined", 0, batch, 0)));
+    burst.extend(request_frame(ApiKey::ApiVersions, 3, 5001, &ApiVersionsRequest::default()));
+    s.write_all(&burst).expect("write");
+    for i in 0..50 {
+        let (cid, r): (i32, ProduceResponse) = response(&mut s, ApiKey::Produce, 9);
+        assert_eq!(cid, i);
+        assert_eq!(r.responses[0].partition_responses[0].base_offset, i64::from(i));
+        let (cid, _): (i32, ApiVersionsResponse) = response(&mut s, ApiKey::ApiVersions, 3);
+        assert_eq!(cid, 1000 + i);
+    }
+    let (cid, _): (i32, ApiVersionsResponse) = response(&mut s, ApiKey::ApiVersions, 3);
+    assert_eq!(cid, 5001);
+}
+
+#[test]
+fn bad_config_file_fails_startup_naming_file_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("broken.toml");
+    std::fs::write(&config, "num_partitions = 3\nretention_hours = 5\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run sluice");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.toml"), "{stderr}");
+    assert!(stderr.contains("retention_hours"), "{stderr}");
+}
+
+#[test]
+fn impossible_array_count_closes_the_connection_without_killing_the_broker() {
+    let broker = start_broker("");
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&3i16.to_be_bytes()); // Metadata
+    frame.extend_from_slice(&1i16.to_be_bytes()); // v1
+    frame.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+    frame.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+    frame.extend_from_slice(&i32::MAX.to_be_bytes()); // "2 billion topics follow"
+    frame.extend_from_slice(&[0, 1, b'x']);
+    let mut framed = (frame.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&frame);
+    for _ in 0..3 {
+        let mut s = broker.connect();
+        s.write_all(&framed).expect("write");
+        assert_closed(&mut s);
+    }
+    assert_serving(&broker);
+}

@@ -1,0 +1,158 @@
+"""librdkafka (confluent-kafka) against Sluice: produce with acks=all and client-side
+LZ4, consume back by assign, byte for byte, also after restarts and kill -9."""
+
+import random
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Broker
+
+MESSAGES = 100_000
+PARTITIONS = 3
+
+
+def make_messages(n, seed):
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        key = f"order-{rng.randrange(10_000)}".encode()
+        value = rng.randbytes(rng.randrange(0, 300)) + i.to_bytes(4, "big")
+        headers = [("event-type", b"OrderCreated"), ("seq", str(i).encode())]
+        out.append((key, value, headers))
+    return out
+
+
+def create_topic(bootstrap, name, partitions):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    futures[name].result(timeout=30)
+
+
+def produce_all(bootstrap, topic, messages, **conf):
+    """Produces and returns {(partition, offset): message index} from delivery reports."""
+    placed, errors = {}, []
+
+    def report(err, msg, index):
+        if err is not None:
+            errors.append(err)
+        else:
+            placed[(msg.partition(), msg.offset())] = index
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "compression.type": "lz4",
+                  "linger.ms": 5, **conf})
+    for i, (key, value, headers) in enumerate(messages):
+        while True:
+            try:
+                p.produce(topic, value=value, key=key, headers=headers,
+                          on_delivery=lambda err, msg, i=i: report(err, msg, i))
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    assert p.flush(60) == 0, "messages left undelivered"
+    assert not errors, errors[:5]
+    return placed
+
+
+def consume_all(bootstrap, topic, partitions, expected_count, timeout_s=120):
+    """Reads every partition from the beginning by assign (no group)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "sluice-test-assign",
+                  "enable.auto.commit": False, "enable.partition.eof": True,
+                  "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got, eof = {}, set()
+    import time
+    deadline = time.monotonic() + timeout_s
+    while (len(got) < expected_count or len(eof) < partitions) and time.monotonic() < deadline:
+        for m in c.consume(num_messages=10_000, timeout=1.0):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                    continue
+                raise AssertionError(m.error())
+            got[(m.partition(), m.offset())] = (m.key(), m.value(), m.headers() or [])
+    c.close()
+    return got
+
+
+def check_identical(placed, got, messages):
+    assert len(got) == len(placed), f"consumed {len(got)} of {len(placed)}"
+    for pos, index in placed.items():
+        key, value, headers = messages[index]
+        assert got[pos] == (key, value, headers), f"mismatch at {pos}"
+
+
+def test_100k_keyed_lz4_acks_all_roundtrip_survives_restart(broker):
+    topic = "business.orders.created"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    messages = make_messages(MESSAGES, seed=7)
+    placed = produce_all(broker.bootstrap, topic, messages)
+    assert len(placed) == MESSAGES
+    for p in range(PARTITIONS):
+        offsets = sorted(o for (part, o) in placed if part == p)
+        assert offsets == list(range(len(offsets))), f"offsets of partition {p} are not dense"
+    check_identical(placed, consume_all(broker.bootstrap, topic, PARTITIONS, MESSAGES), messages)
+
+    broker.restart()
+    check_identical(placed, consume_all(broker.bootstrap, topic, PARTITIONS, MESSAGES), messages)
+
+
+def test_acks_all_survives_kill_9(tmp_path):
+    broker = Broker(tmp_path / "data").start()
+    try:
+        topic = "payments.kill9"
+        create_topic(broker.bootstrap, topic, 2)
+        messages = make_messages(20_000, seed=11)
+        placed = produce_all(broker.bootstrap, topic, messages)
+        broker.kill()
+        broker.start()
+        check_identical(placed, consume_all(broker.bootstrap, topic, 2, len(placed)), messages)
+        # The log accepts new writes after recovery, at the next offsets.
+        more = produce_all(broker.bootstrap, topic, make_messages(100, seed=12))
+        for (p, o) in more:
+            assert o >= len([1 for (q, _) in placed if q == p])
+    finally:
+        if broker.alive():
+            broker.stop()
+
+
+def test_auto_create_and_produce_acks_1(broker):
+    topic = "inventory.auto"
+    messages = make_messages(1000, seed=3)
+    placed = produce_all(broker.bootstrap, topic, messages, acks="1", **{"compression.type": "none"})
+    check_identical(placed, consume_all(broker.bootstrap, topic, 1, len(placed)), messages)
+
+
+def test_offsets_for_times_and_watermarks(broker):
+    topic = "customers.times"
+    create_topic(broker.bootstrap, topic, 1)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    for i in range(10):
+        p.produce(topic, value=b"x", timestamp=1_000_000 + i * 1000)
+        p.flush(10)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "times"})
+    assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (0, 10)
+    found = c.offsets_for_times([TopicPartition(topic, 0, 1_004_500)], timeout=10)
+    assert found[0].offset == 5
+    beyond = c.offsets_for_times([TopicPartition(topic, 0, 9_999_999_999)], timeout=10)
+    assert beyond[0].offset == -1
+    c.close()
+
+
+def test_fetch_out_of_range_is_reported(broker):
+    topic = "products.range"
+    create_topic(broker.bootstrap, topic, 1)
+    produce_all(broker.bootstrap, topic, make_messages(5, seed=1))
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "range",
+                  "auto.offset.reset": "error"})
+    c.assign([TopicPartition(topic, 0, 50)])
+    errors = []
+    import time
+    deadline = time.monotonic() + 20
+    while not errors and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error():
+            errors.append(m.error())
+    c.close()
+    assert errors and errors[0].code() == KafkaError._AUTO_OFFSET_RESET, errors
