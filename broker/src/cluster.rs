@@ -95,7 +95,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
         return Err(TopicError::InvalidName("topic name is empty".into()));
     }
     if name == "." || name == ".." {
-        return Err(TopicError::InvalidName(format!("topic name cannot be '{name}'")));
+        return Err(TopicError::InvalidName(format!(
+            "topic name cannot be '{name}'"
+        )));
     }
     if name.chars().count() > TOPIC_NAME_MAX_CHARS {
         return Err(TopicError::InvalidName(format!(
@@ -156,11 +158,13 @@ impl Cluster {
     fn log_config(&self, configs: &TopicConfigs) -> LogConfig {
         let d = &self.config.log;
         LogConfig {
-            segment_bytes: configs.i64_or(topic_config::SEGMENT_BYTES, d.segment_bytes as i64) as u64,
-            segment_ms: configs.i64_or(topic_config::SEGMENT_MS, d.segment_ms),
-            index_interval_bytes: configs
-                .i64_or(topic_config::INDEX_INTERVAL_BYTES, d.index_interval_bytes as i64)
+            segment_bytes: configs.i64_or(topic_config::SEGMENT_BYTES, d.segment_bytes as i64)
                 as u64,
+            segment_ms: configs.i64_or(topic_config::SEGMENT_MS, d.segment_ms),
+            index_interval_bytes: configs.i64_or(
+                topic_config::INDEX_INTERVAL_BYTES,
+                d.index_interval_bytes as i64,
+            ) as u64,
         }
     }
 
@@ -267,7 +271,9 @@ impl Cluster {
             }
         }
         let topic = self.open_topic(name, Uuid::new_v4(), partitions, configs)?;
-        self.topics.write().insert(name.to_string(), Arc::clone(&topic));
+        self.topics
+            .write()
+            .insert(name.to_string(), Arc::clone(&topic));
         if let Err(e) = self.persist() {
             self.topics.write().remove(name);
             return Err(e);
@@ -307,7 +313,10 @@ impl Cluster {
                 })
                 .collect(),
         };
-        write_toml(&self.config.data_dir.join("meta").join("topics.toml"), &file)
+        write_toml(
+            &self.config.data_dir.join("meta").join("topics.toml"),
+            &file,
+        )
     }
 
     /// Hands out a producer id that is unique across restarts: ids come from blocks
@@ -365,7 +374,8 @@ fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), TopicError> {
     let text = toml::to_string(value).map_err(|e| storage("serialize", &e))?;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| storage("create", &e))?;
-    f.write_all(text.as_bytes()).map_err(|e| storage("write", &e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| storage("write", &e))?;
     f.sync_all().map_err(|e| storage("sync", &e))?;
     std::fs::rename(&tmp, path).map_err(|e| storage("rename", &e))?;
     if let Some(dir) = path.parent() {

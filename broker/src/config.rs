@@ -122,10 +122,26 @@ impl BrokerConfig {
             ));
         }
         if !self.advertised_listener.is_empty() {
-            parse_host_port(&self.advertised_listener).map_err(|m| bad("advertised_listener", m))?;
+            parse_host_port(&self.advertised_listener)
+                .map_err(|m| bad("advertised_listener", m))?;
+        }
+        let (host, _) = self.advertised();
+        if host == "0.0.0.0" || host == "::" {
+            let key = if self.advertised_listener.is_empty() {
+                "listen"
+            } else {
+                "advertised_listener"
+            };
+            return Err(bad(
+                key,
+                format!("clients cannot connect to the non-routable address {host}; set advertised_listener"),
+            ));
         }
         if self.num_partitions < 1 {
-            return Err(bad("num_partitions", format!("{} must be at least 1", self.num_partitions)));
+            return Err(bad(
+                "num_partitions",
+                format!("{} must be at least 1", self.num_partitions),
+            ));
         }
         if self.default_replication_factor < 1 {
             return Err(bad(
@@ -133,27 +149,48 @@ impl BrokerConfig {
                 format!("{} must be at least 1", self.default_replication_factor),
             ));
         }
-        if self.socket_request_max_bytes < 1024 || self.socket_request_max_bytes > i32::MAX as usize {
+        if self.socket_request_max_bytes < 1024 || self.socket_request_max_bytes > i32::MAX as usize
+        {
             return Err(bad(
                 "socket_request_max_bytes",
-                format!("{} must be between 1024 and {}", self.socket_request_max_bytes, i32::MAX),
+                format!(
+                    "{} must be between 1024 and {}",
+                    self.socket_request_max_bytes,
+                    i32::MAX
+                ),
             ));
         }
         if self.max_inflight_requests_per_connection == 0 {
-            return Err(bad("max_inflight_requests_per_connection", "must be at least 1".into()));
+            return Err(bad(
+                "max_inflight_requests_per_connection",
+                "must be at least 1".into(),
+            ));
         }
         if self.cluster_id.is_empty() {
             return Err(bad("cluster_id", "must not be empty".into()));
         }
         let log = &self.log;
         if log.segment_bytes < 1024 || log.segment_bytes > i32::MAX as u64 {
-            return Err(bad("log.segment_bytes", format!("{} must be between 1024 and {}", log.segment_bytes, i32::MAX)));
+            return Err(bad(
+                "log.segment_bytes",
+                format!(
+                    "{} must be between 1024 and {}",
+                    log.segment_bytes,
+                    i32::MAX
+                ),
+            ));
         }
         if log.segment_ms < 1 {
-            return Err(bad("log.segment_ms", format!("{} must be positive", log.segment_ms)));
+            return Err(bad(
+                "log.segment_ms",
+                format!("{} must be positive", log.segment_ms),
+            ));
         }
         if log.max_message_bytes < 64 {
-            return Err(bad("log.max_message_bytes", format!("{} is too small", log.max_message_bytes)));
+            return Err(bad(
+                "log.max_message_bytes",
+                format!("{} is too small", log.max_message_bytes),
+            ));
         }
         Ok(())
     }
@@ -207,16 +244,35 @@ mod tests {
         let err = BrokerConfig::from_toml("[log]\nsegment_bytes = \"big\"\n", Path::new("b.toml"))
             .expect_err("bad type");
         let msg = err.to_string();
-        assert!(msg.contains("b.toml") && msg.contains("segment_bytes"), "{msg}");
+        assert!(
+            msg.contains("b.toml") && msg.contains("segment_bytes"),
+            "{msg}"
+        );
         let err = BrokerConfig::from_toml("num_partitions = 0\n", Path::new("c.toml"))
             .expect_err("bad value");
-        assert_eq!(err.to_string(), "c.toml: key `num_partitions`: 0 must be at least 1");
+        assert_eq!(
+            err.to_string(),
+            "c.toml: key `num_partitions`: 0 must be at least 1"
+        );
+    }
+
+    #[test]
+    fn wildcard_listener_needs_an_advertised_address() {
+        let err = BrokerConfig::from_toml("listen = \"0.0.0.0:9092\"\n", Path::new("w.toml"))
+            .expect_err("0.0.0.0 is not routable");
+        assert!(err.to_string().contains("advertised_listener"), "{err}");
+        let ok = "listen = \"0.0.0.0:9092\"\nadvertised_listener = \"broker-1:9092\"\n";
+        let c = BrokerConfig::from_toml(ok, Path::new("w.toml")).expect("valid");
+        assert_eq!(c.advertised(), ("broker-1".to_string(), 9092));
     }
 
     #[test]
     fn partial_file_keeps_other_defaults() {
-        let c = BrokerConfig::from_toml("num_partitions = 6\n[log]\nretention_ms = 5\n", Path::new("p.toml"))
-            .expect("parses");
+        let c = BrokerConfig::from_toml(
+            "num_partitions = 6\n[log]\nretention_ms = 5\n",
+            Path::new("p.toml"),
+        )
+        .expect("parses");
         assert_eq!(c.num_partitions, 6);
         assert_eq!(c.log.retention_ms, 5);
         assert_eq!(c.log.segment_bytes, 1 << 30);

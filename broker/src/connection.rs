@@ -25,8 +25,12 @@ type Pending = oneshot::Receiver<Option<Bytes>>;
 
 /// Serves one connection until the client closes it, sends a malformed frame, or
 /// the broker shuts down (after answering what was already read).
-pub async fn serve<S>(stream: S, peer: String, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>)
-where
+pub async fn serve<S>(
+    stream: S,
+    peer: String,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -118,9 +122,12 @@ async fn dispatch(
     match decoded {
         Decoded::Request(request) => {
             let peer = peer.to_string();
-            let (api_key, version, correlation_id) =
-                (request.api_key, request.version, request.header.correlation_id);
-            let handling = handlers::start(broker, request);
+            let (api_key, version, correlation_id) = (
+                request.api_key,
+                request.version,
+                request.header.correlation_id,
+            );
+            let handling = handlers::start(broker, *request);
             tokio::spawn(async move {
                 let Some(body) = handling.await else {
                     let _ = tx.send(None);

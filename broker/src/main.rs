@@ -15,7 +15,11 @@ use tracing::{error, info};
 static ALLOC: GuardedAlloc = GuardedAlloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = "A Kafka-compatible event-streaming broker")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A Kafka-compatible event-streaming broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,7 +125,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sluice: cannot start the runtime: {e}");

@@ -43,13 +43,18 @@ pub async fn run(
             () = &mut shutdown => break,
         }
     }
-    info!(connections = connections.len(), "shutting down: answering in-flight requests");
+    info!(
+        connections = connections.len(),
+        "shutting down: answering in-flight requests"
+    );
     drop(listener);
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(broker.config.shutdown_timeout_s);
-    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
         warn!("in-flight requests did not finish in time");
         connections.abort_all();

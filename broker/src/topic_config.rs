@@ -30,7 +30,11 @@ enum Kind {
 
 /// Every topic config Sluice accepts, with its type and static default.
 const KNOWN: &[(&str, Kind, &str)] = &[
-    (CLEANUP_POLICY, Kind::ListOf(&["delete", "compact"]), "delete"),
+    (
+        CLEANUP_POLICY,
+        Kind::ListOf(&["delete", "compact"]),
+        "delete",
+    ),
     (
         COMPRESSION_TYPE,
         Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
@@ -45,12 +49,24 @@ const KNOWN: &[(&str, Kind, &str)] = &[
     ("leader.replication.throttled.replicas", Kind::Text, ""),
     ("local.retention.bytes", Kind::Long(-2), "-2"),
     ("local.retention.ms", Kind::Long(-2), "-2"),
-    ("max.compaction.lag.ms", Kind::Long(1), "9223372036854775807"),
+    (
+        "max.compaction.lag.ms",
+        Kind::Long(1),
+        "9223372036854775807",
+    ),
     (MAX_MESSAGE_BYTES, Kind::Long(0), "1048588"),
     ("message.downconversion.enable", Kind::Bool, "true"),
     ("message.timestamp.after.max.ms", Kind::Long(0), "3600000"),
-    ("message.timestamp.before.max.ms", Kind::Long(0), "9223372036854775807"),
-    ("message.timestamp.difference.max.ms", Kind::Long(0), "9223372036854775807"),
+    (
+        "message.timestamp.before.max.ms",
+        Kind::Long(0),
+        "9223372036854775807",
+    ),
+    (
+        "message.timestamp.difference.max.ms",
+        Kind::Long(0),
+        "9223372036854775807",
+    ),
     (
         MESSAGE_TIMESTAMP_TYPE,
         Kind::OneOf(&["CreateTime", "LogAppendTime"]),
@@ -137,10 +153,12 @@ impl TopicConfigs {
     pub fn describe(&self, defaults: &LogDefaults) -> Vec<(&'static str, String, bool)> {
         KNOWN
             .iter()
-            .map(|(name, _, static_default)| match self.overrides.get(*name) {
-                Some(v) => (*name, v.clone(), true),
-                None => (*name, broker_default(name, defaults, static_default), false),
-            })
+            .map(
+                |(name, _, static_default)| match self.overrides.get(*name) {
+                    Some(v) => (*name, v.clone(), true),
+                    None => (*name, broker_default(name, defaults, static_default), false),
+                },
+            )
             .collect()
     }
 }
@@ -182,9 +200,8 @@ mod tests {
 
     #[test]
     fn rejects_unknown_names_and_bad_values() {
-        assert!(TopicConfigs::validate(&map(&[("retention.mss", "1")]))
-            .unwrap_err()
-            .contains("retention.mss"));
+        let err = TopicConfigs::validate(&map(&[("retention.mss", "1")])).expect_err("unknown");
+        assert!(err.contains("retention.mss"), "{err}");
         assert!(TopicConfigs::validate(&map(&[("retention.ms", "soon")])).is_err());
         assert!(TopicConfigs::validate(&map(&[("compression.type", "brotli")])).is_err());
         assert!(TopicConfigs::validate(&map(&[("min.insync.replicas", "0")])).is_err());

@@ -7,14 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
     ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
 };
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::messages::TopicName;
 use sluice_protocol::batch::build_batch;
 
 struct Broker {
@@ -63,7 +63,8 @@ fn start_broker(extra_config: &str) -> Broker {
 impl Broker {
     fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         s
     }
 }
@@ -99,7 +100,10 @@ fn response<T: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16) -> (i32,
         key.response_header_version(version)
     };
     let header = ResponseHeader::decode(&mut frame, header_version).expect("response header");
-    (header.correlation_id, T::decode(&mut frame, version).expect("response body"))
+    (
+        header.correlation_id,
+        T::decode(&mut frame, version).expect("response body"),
+    )
 }
 
 /// The server closed the connection: a read returns EOF (or reset).
@@ -114,8 +118,13 @@ fn assert_closed(s: &mut TcpStream) {
 /// Another client is still served.
 fn assert_serving(broker: &Broker) {
     let mut s = broker.connect();
-    s.write_all(&request_frame(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default()))
-        .expect("write");
+    s.write_all(&request_frame(
+        ApiKey::ApiVersions,
+        3,
+        1,
+        &ApiVersionsRequest::default(),
+    ))
+    .expect("write");
     let (cid, r): (i32, ApiVersionsResponse) = response(&mut s, ApiKey::ApiVersions, 3);
     assert_eq!((cid, r.error_code), (1, 0));
 }
@@ -134,10 +143,12 @@ fn produce(topic: &str, partition: i32, records: Vec<u8>, acks: i16) -> ProduceR
 fn create_topic_via_metadata(broker: &Broker, topic: &str) {
     let mut s = broker.connect();
     let req = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]))
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+            TopicName(StrBytes::from_string(topic.to_string())),
+        ))]))
         .with_allow_auto_topic_creation(true);
-    s.write_all(&request_frame(ApiKey::Metadata, 12, 9, &req)).expect("write");
+    s.write_all(&request_frame(ApiKey::Metadata, 12, 9, &req))
+        .expect("write");
     let (_, r): (i32, MetadataResponse) = response(&mut s, ApiKey::Metadata, 12);
     assert_eq!(r.topics[0].error_code, 0);
 }
@@ -209,7 +220,11 @@ fn api_versions_above_ours_gets_a_v0_answer_with_our_ranges() {
         .find(|k| k.api_key == ApiKey::ApiVersions as i16)
         .expect("ApiVersions listed");
     assert_eq!((av.min_version, av.max_version), (0, 4));
-    let produce = r.api_keys.iter().find(|k| k.api_key == 0).expect("Produce listed");
+    let produce = r
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == 0)
+        .expect("Produce listed");
     assert_eq!(produce.min_version, 0);
 }
 
@@ -237,16 +252,26 @@ fn corrupt_batches_and_missing_partitions_get_error_codes() {
     ];
     for (i, (topic, partition, records, expected)) in cases.into_iter().enumerate() {
         let cid = 100 + i as i32;
-        s.write_all(&request_frame(ApiKey::Produce, 9, cid, &produce(topic, partition, records, -1)))
-            .expect("write");
+        s.write_all(&request_frame(
+            ApiKey::Produce,
+            9,
+            cid,
+            &produce(topic, partition, records, -1),
+        ))
+        .expect("write");
         let (got_cid, r): (i32, ProduceResponse) = response(&mut s, ApiKey::Produce, 9);
         assert_eq!(got_cid, cid);
         let pr = &r.responses[0].partition_responses[0];
         assert_eq!(pr.error_code, expected, "case {i}: {topic}-{partition}");
     }
     // The same connection still works, and nothing bad was stored.
-    s.write_all(&request_frame(ApiKey::Produce, 9, 200, &produce("orders", 0, good, -1)))
-        .expect("write");
+    s.write_all(&request_frame(
+        ApiKey::Produce,
+        9,
+        200,
+        &produce("orders", 0, good, -1),
+    ))
+    .expect("write");
     let (_, r): (i32, ProduceResponse) = response(&mut s, ApiKey::Produce, 9);
     let pr = &r.responses[0].partition_responses[0];
     assert_eq!((pr.error_code, pr.base_offset), (0, 0));
@@ -260,18 +285,41 @@ fn pipelined_requests_are_answered_in_order() {
     let mut burst = Vec::new();
     for i in 0..50 {
         let batch = build_batch(1, &[(None, Some(format!("v{i}").as_bytes()))]);
-        burst.extend(request_frame(ApiKey::Produce, 9, i, &produce("pipelined", 0, batch, -1)));
-        burst.extend(request_frame(ApiKey::ApiVersions, 3, 1000 + i, &ApiVersionsRequest::default()));
+        burst.extend(request_frame(
+            ApiKey::Produce,
+            9,
+            i,
+            &produce("pipelined", 0, batch, -1),
+        ));
+        burst.extend(request_frame(
+            ApiKey::ApiVersions,
+            3,
+            1000 + i,
+            &ApiVersionsRequest::default(),
+        ));
     }
     // acks=0 produces no response but must not disturb the order.
     let batch = build_batch(1, &[(None, Some(b"fire-and-forget"))]);
-    burst.extend(request_frame(ApiKey::Produce, 9, 5000, &produce("pipelined", 0, batch, 0)));
-    burst.extend(request_frame(ApiKey::ApiVersions, 3, 5001, &ApiVersionsRequest::default()));
+    burst.extend(request_frame(
+        ApiKey::Produce,
+        9,
+        5000,
+        &produce("pipelined", 0, batch, 0),
+    ));
+    burst.extend(request_frame(
+        ApiKey::ApiVersions,
+        3,
+        5001,
+        &ApiVersionsRequest::default(),
+    ));
     s.write_all(&burst).expect("write");
     for i in 0..50 {
         let (cid, r): (i32, ProduceResponse) = response(&mut s, ApiKey::Produce, 9);
         assert_eq!(cid, i);
-        assert_eq!(r.responses[0].partition_responses[0].base_offset, i64::from(i));
+        assert_eq!(
+            r.responses[0].partition_responses[0].base_offset,
+            i64::from(i)
+        );
         let (cid, _): (i32, ApiVersionsResponse) = response(&mut s, ApiKey::ApiVersions, 3);
         assert_eq!(cid, 1000 + i);
     }

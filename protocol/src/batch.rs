@@ -326,9 +326,12 @@ impl<'a> Iterator for Batches<'a> {
     }
 }
 
+/// A record's key and value, either of which may be null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Builds an uncompressed v2 batch of simple records (for tests and the load
 /// generator; the broker never builds batches on the produce path).
-pub fn build_batch(base_timestamp: i64, records: &[(Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
+pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         while z >= 0x80 {

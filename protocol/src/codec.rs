@@ -28,7 +28,7 @@ pub struct Request {
 #[derive(Debug)]
 pub enum Decoded {
     /// A request we handle, decoded.
-    Request(Request),
+    Request(Box<Request>),
     /// ApiVersions at a version above ours (KIP-511): answer with a v0 response that
     /// carries UNSUPPORTED_VERSION and our ranges.
     ApiVersionsTooNew { correlation_id: i32, version: i16 },
@@ -106,19 +106,18 @@ pub fn decode_request(mut frame: Bytes, supported: &[ApiRange]) -> Result<Decode
         version,
         api_key.request_header_version(version),
     )?;
-    let body = RequestKind::decode(api_key, &mut frame, version).map_err(|e| {
-        CodecError::Malformed {
+    let body =
+        RequestKind::decode(api_key, &mut frame, version).map_err(|e| CodecError::Malformed {
             api,
             version,
             reason: e.to_string(),
-        }
-    })?;
-    Ok(Decoded::Request(Request {
+        })?;
+    Ok(Decoded::Request(Box::new(Request {
         api_key,
         version,
         header,
         body,
-    }))
+    })))
 }
 
 fn decode_header(
@@ -221,7 +220,8 @@ mod tests {
 
     #[test]
     fn api_versions_above_ours_falls_back() {
-        let mut f = BytesMut::from(&frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())[..]);
+        let mut f =
+            BytesMut::from(&frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())[..]);
         f[2..4].copy_from_slice(&9i16.to_be_bytes());
         match decode_request(f.freeze(), SUPPORTED).expect("decodes") {
             Decoded::ApiVersionsTooNew {

@@ -136,7 +136,11 @@ impl Replica {
 
     /// Appends a validated batch now (acks=1 semantics); callers that need the
     /// commit wait for it with [`Replica::wait_committed`].
-    pub fn append_now(self: &Arc<Self>, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, ReplicaError> {
+    pub fn append_now(
+        self: &Arc<Self>,
+        mut batch: BytesMut,
+        now_ms: i64,
+    ) -> Result<AppendInfo, ReplicaError> {
         self.check_online()?;
         let (base, last, log_start) = {
             let mut log = self.log.lock();

@@ -59,7 +59,9 @@ impl SegmentIndex {
     /// Position of an indexed batch before the first batch whose max timestamp may be
     /// >= `timestamp_ms`.
     pub fn position_for_timestamp(&self, timestamp_ms: i64) -> u32 {
-        let i = self.times.partition_point(|e| e.timestamp_ms < timestamp_ms);
+        let i = self
+            .times
+            .partition_point(|e| e.timestamp_ms < timestamp_ms);
         if i == 0 {
             return 0;
         }

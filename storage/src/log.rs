@@ -585,7 +585,8 @@ fn write_log_start(dir: &Path, offset: Offset) -> Result<(), StorageError> {
     let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
     let mut f = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
     writeln!(f, "{}", offset.0).map_err(|e| StorageError::io("write", &tmp, e))?;
-    f.sync_all().map_err(|e| StorageError::io("sync", &tmp, e))?;
+    f.sync_all()
+        .map_err(|e| StorageError::io("sync", &tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e))?;
     sync_dir(dir)
 }

@@ -248,7 +248,10 @@ impl Segment {
 
     /// File position of an indexed batch at or before `offset`.
     pub fn position_for(&self, offset: Offset) -> u64 {
-        u64::from(self.index.position_for(self.relative(offset.max(self.base_offset))))
+        u64::from(
+            self.index
+                .position_for(self.relative(offset.max(self.base_offset))),
+        )
     }
 
     pub fn position_for_timestamp(&self, timestamp_ms: i64) -> u64 {

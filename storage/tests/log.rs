@@ -3,7 +3,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 
-use sluice_protocol::batch::{build_batch, BatchView, Batches};
+use sluice_protocol::batch::{build_batch, BatchView, Batches, KeyValue};
 use sluice_storage::{LeaderEpoch, LogConfig, Offset, PartitionLog, StorageError};
 
 fn small_config() -> LogConfig {
@@ -17,8 +17,7 @@ fn small_config() -> LogConfig {
 /// A batch of `n` records whose values encode `tag`, with timestamp `ts`.
 fn batch(tag: u32, n: usize, ts: i64) -> Vec<u8> {
     let value = tag.to_be_bytes();
-    let values: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        (0..n).map(|_| (None, Some(&value[..]))).collect();
+    let values: Vec<KeyValue<'_>> = (0..n).map(|_| (None, Some(&value[..]))).collect();
     build_batch(ts, &values)
 }
 
@@ -53,7 +52,12 @@ fn appends_get_dense_offsets_and_read_back_across_segments() {
     let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
     let mut expected = Vec::new();
     for i in 0..100u32 {
-        expected.push(append(&mut log, i, 1 + (i as usize % 5), 1000 + i64::from(i)));
+        expected.push(append(
+            &mut log,
+            i,
+            1 + (i as usize % 5),
+            1000 + i64::from(i),
+        ));
     }
     assert!(log.segment_count() > 3, "small segments roll");
     assert_eq!(read_all(&log, Offset(0)), expected);
@@ -102,7 +106,10 @@ fn torn_tail_is_cut_on_recovery() {
     }
     // Half of an eleventh batch reached the disk.
     let partial = batch(99, 4, 5);
-    let mut f = OpenOptions::new().append(true).open(&seg_path).expect("open");
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(&seg_path)
+        .expect("open");
     f.write_all(&partial[..partial.len() / 2]).expect("write");
     drop(f);
     let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("recovers");
@@ -117,12 +124,14 @@ fn corruption_in_the_middle_takes_the_log_offline() {
     let sizes: Vec<usize>;
     {
         let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
-        sizes = (0..5).map(|i| {
-            let b = batch(i, 2, 5);
-            let n = b.len();
-            append(&mut log, i, 2, 5);
-            n
-        }).collect();
+        sizes = (0..5)
+            .map(|i| {
+                let b = batch(i, 2, 5);
+                let n = b.len();
+                append(&mut log, i, 2, 5);
+                n
+            })
+            .collect();
     }
     let seg_path = dir.path().join(format!("{:020}.log", 0));
     let mut bytes = std::fs::read(&seg_path).expect("read");
@@ -173,10 +182,21 @@ fn advancing_log_start_deletes_whole_segments_and_persists() {
 fn offset_for_timestamp_finds_first_batch_at_or_after() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
-    let offsets: Vec<_> = (0..50).map(|i| append(&mut log, i, 2, 1000 + 10 * i64::from(i))).collect();
-    assert_eq!(log.offset_for_timestamp(0).expect("lookup"), Some((Offset(0), 1000)));
-    assert_eq!(log.offset_for_timestamp(1205).expect("lookup"), Some((offsets[21].0, 1210)));
-    assert_eq!(log.offset_for_timestamp(1210).expect("lookup"), Some((offsets[21].0, 1210)));
+    let offsets: Vec<_> = (0..50)
+        .map(|i| append(&mut log, i, 2, 1000 + 10 * i64::from(i)))
+        .collect();
+    assert_eq!(
+        log.offset_for_timestamp(0).expect("lookup"),
+        Some((Offset(0), 1000))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1205).expect("lookup"),
+        Some((offsets[21].0, 1210))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1210).expect("lookup"),
+        Some((offsets[21].0, 1210))
+    );
     assert_eq!(log.offset_for_timestamp(99_999).expect("lookup"), None);
 }
 

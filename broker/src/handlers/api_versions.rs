@@ -23,7 +23,11 @@ fn api_keys() -> Vec<ApiVersion> {
 
 /// Only default-valued tagged fields are left out of v3+ answers: old librdkafka
 /// (2.0, Debian's kcat) fails on brokers that send them.
-pub fn handle(_broker: &Arc<Broker>, _request: ApiVersionsRequest, _version: i16) -> ApiVersionsResponse {
+pub fn handle(
+    _broker: &Arc<Broker>,
+    _request: ApiVersionsRequest,
+    _version: i16,
+) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(0)
         .with_api_keys(api_keys())

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 
@@ -29,7 +31,11 @@ pub(crate) fn topic_error_code(e: &TopicError) -> ResponseError {
     }
 }
 
-pub async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &request.topics {
         *seen.entry(t.name.0.to_string()).or_default() += 1;
@@ -64,7 +70,9 @@ pub async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version:
             }
             let node = broker.node_id();
             let valid = t.assignments.iter().enumerate().all(|(i, a)| {
-                a.partition_index == i as i32 && a.broker_ids.len() == 1 && a.broker_ids[0].0 == node
+                a.partition_index == i as i32
+                    && a.broker_ids.len() == 1
+                    && a.broker_ids[0].0 == node
             });
             if !valid {
                 results.push(fail(
@@ -79,7 +87,11 @@ pub async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version:
         let configs: BTreeMap<String, String> = t
             .configs
             .iter()
-            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.to_string(), v.to_string()))
+            })
             .collect();
         let cluster = Arc::clone(&broker.cluster);
         let outcome = if request.validate_only {
@@ -88,10 +100,12 @@ pub async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version:
                 .map(|(p, c)| (p, c, None))
         } else {
             let name = name.clone();
-            tokio::task::spawn_blocking(move || cluster.create_topic(&name, partitions, rf, &configs))
-                .await
-                .unwrap_or_else(|e| Err(TopicError::Storage(format!("create task failed: {e}"))))
-                .map(|t| (t.partitions.len() as i32, t.configs.clone(), Some(t.id)))
+            tokio::task::spawn_blocking(move || {
+                cluster.create_topic(&name, partitions, rf, &configs)
+            })
+            .await
+            .unwrap_or_else(|e| Err(TopicError::Storage(format!("create task failed: {e}"))))
+            .map(|t| (t.partitions.len() as i32, t.configs.clone(), Some(t.id)))
         };
         match outcome {
             Ok((partitions, configs, id)) => {
@@ -121,7 +135,11 @@ fn describe(broker: &Broker, configs: &TopicConfigs) -> Vec<CreatableTopicConfig
             CreatableTopicConfigs::default()
                 .with_name(str_bytes(name))
                 .with_value(Some(str_bytes(value)))
-                .with_config_source(if set { SOURCE_TOPIC_CONFIG } else { SOURCE_DEFAULT_CONFIG })
+                .with_config_source(if set {
+                    SOURCE_TOPIC_CONFIG
+                } else {
+                    SOURCE_DEFAULT_CONFIG
+                })
         })
         .collect()
 }

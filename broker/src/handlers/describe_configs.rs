@@ -17,7 +17,11 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 
-pub fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: DescribeConfigsRequest,
+    _version: i16,
+) -> DescribeConfigsResponse {
     let results = request
         .resources
         .into_iter()
@@ -45,7 +49,11 @@ pub fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest, _version: i
                             .into_iter()
                             .filter(|(name, _, _)| wanted(name))
                             .map(|(name, value, set)| {
-                                let source = if set { SOURCE_TOPIC_CONFIG } else { SOURCE_DEFAULT_CONFIG };
+                                let source = if set {
+                                    SOURCE_TOPIC_CONFIG
+                                } else {
+                                    SOURCE_DEFAULT_CONFIG
+                                };
                                 entry(name, value, source)
                             })
                             .collect(),
@@ -56,10 +64,19 @@ pub fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest, _version: i
                     let c = &broker.config;
                     let settings = [
                         ("broker.id", c.node_id.to_string()),
-                        ("auto.create.topics.enable", c.auto_create_topics_enable.to_string()),
+                        (
+                            "auto.create.topics.enable",
+                            c.auto_create_topics_enable.to_string(),
+                        ),
                         ("num.partitions", c.num_partitions.to_string()),
-                        ("default.replication.factor", c.default_replication_factor.to_string()),
-                        ("socket.request.max.bytes", c.socket_request_max_bytes.to_string()),
+                        (
+                            "default.replication.factor",
+                            c.default_replication_factor.to_string(),
+                        ),
+                        (
+                            "socket.request.max.bytes",
+                            c.socket_request_max_bytes.to_string(),
+                        ),
                         ("log.segment.bytes", c.log.segment_bytes.to_string()),
                         ("log.retention.ms", c.log.retention_ms.to_string()),
                         ("log.retention.bytes", c.log.retention_bytes.to_string()),
@@ -75,7 +92,9 @@ pub fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest, _version: i
                 }
                 other => result
                     .with_error_code(code(ResponseError::InvalidRequest))
-                    .with_error_message(Some(str_bytes(format!("resource type {other} is not supported")))),
+                    .with_error_message(Some(str_bytes(format!(
+                        "resource type {other} is not supported"
+                    )))),
             }
         })
         .collect();

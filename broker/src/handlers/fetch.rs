@@ -46,10 +46,11 @@ fn read_all(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, b
             let base = PartitionData::default()
                 .with_partition_index(fp.partition)
                 .with_records(Some(Bytes::new()));
-            let Some(replica) = topic
-                .as_ref()
-                .and_then(|t| usize::try_from(fp.partition).ok().and_then(|i| t.partitions.get(i)))
-            else {
+            let Some(replica) = topic.as_ref().and_then(|t| {
+                usize::try_from(fp.partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get(i))
+            }) else {
                 has_error = true;
                 partitions.push(
                     base.with_error_code(code(ResponseError::UnknownTopicOrPartition))
@@ -110,7 +111,9 @@ fn read_all(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, b
         );
     }
     (
-        FetchResponse::default().with_session_id(0).with_responses(topics),
+        FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(topics),
         total,
         has_error,
     )

@@ -10,7 +10,11 @@ use tracing::warn;
 use super::code;
 use crate::Broker;
 
-pub fn handle(broker: &Arc<Broker>, request: InitProducerIdRequest, _version: i16) -> InitProducerIdResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: InitProducerIdRequest,
+    _version: i16,
+) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
@@ -19,13 +23,15 @@ pub fn handle(broker: &Arc<Broker>, request: InitProducerIdRequest, _version: i1
         return response.with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed));
     }
     let (id, epoch) = (request.producer_id.0, request.producer_epoch);
-    if id >= 0 && epoch >= 0 && epoch < i16::MAX - 1 {
+    if id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
         return response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(epoch + 1);
     }
     match broker.cluster.next_producer_id() {
-        Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Ok(id) => response
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
         Err(e) => {
             warn!(error = %e, "cannot allocate a producer id");
             response.with_error_code(code(ResponseError::KafkaStorageError))

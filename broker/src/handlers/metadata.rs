@@ -101,4 +101,3 @@ fn describe(topic: &Topic, node: i32) -> MetadataResponseTopic {
         .with_is_internal(topic.name.starts_with("__"))
         .with_partitions(partitions)
 }
-

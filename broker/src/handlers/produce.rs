@@ -34,7 +34,9 @@ fn batch_error_code(e: &BatchError) -> ResponseError {
 
 fn replica_error_code(e: &ReplicaError) -> ResponseError {
     match e {
-        ReplicaError::Storage(StorageError::BatchTooLarge { .. }) => ResponseError::RecordListTooLarge,
+        ReplicaError::Storage(StorageError::BatchTooLarge { .. }) => {
+            ResponseError::RecordListTooLarge
+        }
         ReplicaError::Storage(StorageError::Batch(b)) => batch_error_code(b),
         ReplicaError::Storage(_) | ReplicaError::Offline { .. } => ResponseError::KafkaStorageError,
         // The write may or may not have committed: never report success.
@@ -97,18 +99,20 @@ pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> P
                 outcomes.push(failed(index, ResponseError::InvalidRequiredAcks, None));
                 continue;
             };
-            let Some(replica) = topic
-                .as_ref()
-                .and_then(|t| usize::try_from(index).ok().and_then(|i| t.partitions.get(i)))
-            else {
+            let Some(replica) = topic.as_ref().and_then(|t| {
+                usize::try_from(index)
+                    .ok()
+                    .and_then(|i| t.partitions.get(i))
+            }) else {
                 outcomes.push(failed(index, ResponseError::UnknownTopicOrPartition, None));
                 continue;
             };
             let topic = topic.as_ref().expect("partition found above");
             let records = pd.records.unwrap_or_default();
-            let max_bytes = topic
-                .configs
-                .i64_or(MAX_MESSAGE_BYTES, broker.config.log.max_message_bytes as i64);
+            let max_bytes = topic.configs.i64_or(
+                MAX_MESSAGE_BYTES,
+                broker.config.log.max_message_bytes as i64,
+            );
             if records.len() as i64 > max_bytes {
                 let message = format!(
                     "batch of {} bytes exceeds max.message.bytes {max_bytes}",
@@ -177,11 +181,12 @@ async fn wait_for_commits(topics: &mut [(TopicName, Vec<Outcome>)], timeout_ms: 
             let Some((replica, offset)) = outcome.commit_wait.take() else {
                 continue;
             };
-            let error = match tokio::time::timeout_at(deadline, replica.wait_committed(offset)).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => replica_error_code(&e),
-                Err(_) => ResponseError::RequestTimedOut,
-            };
+            let error =
+                match tokio::time::timeout_at(deadline, replica.wait_committed(offset)).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => replica_error_code(&e),
+                    Err(_) => ResponseError::RequestTimedOut,
+                };
             outcome.response.error_code = code(error);
             outcome.response.base_offset = -1;
         }

@@ -1,0 +1,17 @@
+# Sluice broker image: `docker build -t sluice .` then
+# `docker run -p 9092:9092 -v sluice-data:/data sluice [--advertised-listener HOST:9092]`
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p sluice-broker
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --home /data sluice && mkdir -p /data && chown sluice /data
+COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
+COPY config/sluice.toml /etc/sluice/sluice.toml
+USER sluice
+VOLUME /data
+EXPOSE 9092
+ENTRYPOINT ["sluice", "serve", "--data-dir", "/data", "--listen", "0.0.0.0:9092"]
+# The address clients are told to use; override with the host's reachable name.
+CMD ["--advertised-listener", "localhost:9092"]
