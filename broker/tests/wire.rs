@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::TopicName;
@@ -14,6 +15,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
     ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
 };
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_protocol::batch::build_batch;
 
@@ -361,4 +363,100 @@ fn impossible_array_count_closes_the_connection_without_killing_the_broker() {
         assert_closed(&mut s);
     }
     assert_serving(&broker);
+}
+
+fn fetch(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+#[test]
+fn fetch_long_poll_is_woken_by_a_commit_and_never_passes_the_high_watermark() {
+    let broker = start_broker("");
+    create_topic_via_metadata(&broker, "long-poll");
+    let mut consumer = broker.connect();
+    let started = Instant::now();
+    consumer
+        .write_all(&request_frame(
+            ApiKey::Fetch,
+            12,
+            1,
+            &fetch("long-poll", 0, 8000),
+        ))
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut producer = broker.connect();
+    let batch = build_batch(1, &[(Some(b"k"), Some(b"woken"))]);
+    producer
+        .write_all(&request_frame(
+            ApiKey::Produce,
+            9,
+            2,
+            &produce("long-poll", 0, batch.clone(), -1),
+        ))
+        .expect("write");
+    let (_, r): (i32, FetchResponse) = response(&mut consumer, ApiKey::Fetch, 12);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the fetch waited for its timeout"
+    );
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 1));
+    let records = p.records.clone().expect("records present");
+    assert_eq!(
+        records.len(),
+        batch.len(),
+        "exactly the one committed batch"
+    );
+    assert_eq!(&records[8..12], &batch[8..12], "same length");
+    assert_eq!(
+        &records[16..],
+        &batch[16..],
+        "stored as sent, apart from offset and epoch"
+    );
+
+    // At the high watermark with nothing new: an empty (not null) record set after max_wait.
+    let started = Instant::now();
+    consumer
+        .write_all(&request_frame(
+            ApiKey::Fetch,
+            12,
+            3,
+            &fetch("long-poll", 1, 300),
+        ))
+        .expect("write");
+    let (_, r): (i32, FetchResponse) = response(&mut consumer, ApiKey::Fetch, 12);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(
+        r.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map(Bytes::len),
+        Some(0)
+    );
+
+    // Past the log end: OFFSET_OUT_OF_RANGE with the offsets filled in.
+    consumer
+        .write_all(&request_frame(
+            ApiKey::Fetch,
+            12,
+            4,
+            &fetch("long-poll", 9, 0),
+        ))
+        .expect("write");
+    let (_, r): (i32, FetchResponse) = response(&mut consumer, ApiKey::Fetch, 12);
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(
+        (p.error_code, p.high_watermark, p.log_start_offset),
+        (1, 1, 0)
+    );
 }
