@@ -20,6 +20,9 @@ use crate::Broker;
 
 /// Bytes read from the socket at once (the buffer grows for larger frames).
 const READ_CHUNK_BYTES: usize = 64 << 10;
+/// Largest single growth of the read buffer before the bytes to fill it arrived
+/// (growth doubles with what was received, up to the frame size).
+const READ_GROWTH_MAX_BYTES: usize = 1 << 20;
 
 type Pending = oneshot::Receiver<Option<Bytes>>;
 
@@ -73,11 +76,15 @@ pub async fn serve<S>(
                 }
             }
         }
-        if let Ok(Some(len)) = frame::peek_length(&buf, limit) {
-            buf.reserve((frame::LENGTH_PREFIX_BYTES + len).saturating_sub(buf.len()));
-        }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(READ_CHUNK_BYTES);
+        // Grow toward the declared frame size only as its bytes arrive, so a length
+        // prefix alone cannot make the broker allocate a whole frame.
+        let wanted = match frame::peek_length(&buf, limit) {
+            Ok(Some(len)) => (frame::LENGTH_PREFIX_BYTES + len).saturating_sub(buf.len()),
+            _ => READ_CHUNK_BYTES,
+        };
+        let step = wanted.clamp(1, READ_GROWTH_MAX_BYTES.max(buf.len()));
+        if buf.capacity() - buf.len() < step.min(READ_CHUNK_BYTES) {
+            buf.reserve(step);
         }
         tokio::select! {
             read = reader.read_buf(&mut buf) => match read {
