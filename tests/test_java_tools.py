@@ -51,3 +51,22 @@ def test_console_producer_consumer_roundtrip(broker):
                    "--timeout-ms", "30000")
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.splitlines() == lines
+
+
+def test_get_offsets_earliest_latest_and_max_timestamp(broker):
+    bs = ["--bootstrap-server", broker.bootstrap]
+    r = kafka_tool(TOPICS, *bs, "--create", "--topic", "audit.orders.placed", "--partitions", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [f"audit {i}" for i in range(25)]
+    r = kafka_tool(CONSOLE_PRODUCER, *bs, "--topic", "audit.orders.placed",
+                   input_text="\n".join(lines) + "\n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    offsets = {}
+    for spec in ("earliest", "latest", "max-timestamp"):
+        r = kafka_tool("org.apache.kafka.tools.GetOffsetShell", *bs, "--topic",
+                       "audit.orders.placed", "--time", spec)
+        assert r.returncode == 0, r.stdout + r.stderr
+        offsets[spec] = int(r.stdout.strip().split(":")[-1])
+    assert offsets["earliest"] == 0
+    assert offsets["latest"] == 25
+    assert 0 <= offsets["max-timestamp"] < 25

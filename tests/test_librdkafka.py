@@ -156,3 +156,37 @@ def test_fetch_out_of_range_is_reported(broker):
             errors.append(m.error())
     c.close()
     assert errors and errors[0].code() == KafkaError._AUTO_OFFSET_RESET, errors
+
+
+def test_admin_create_validate_only_bad_configs_and_delete(broker):
+    from confluent_kafka import KafkaException
+    import pytest
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    # validate_only checks without creating.
+    admin.create_topics([NewTopic("orders.validate", 6, 1)], validate_only=True)["orders.validate"].result(30)
+    assert "orders.validate" not in admin.list_topics(timeout=10).topics
+
+    cases = {
+        "bad topic name!": (NewTopic("bad topic name!", 1, 1), 17),
+        "orders.rf3": (NewTopic("orders.rf3", 1, 3), 38),
+        "orders.zero": (NewTopic("orders.zero", 0, 1), 37),
+        "orders.badcfg": (NewTopic("orders.badcfg", 1, 1, config={"retention.ms": "soon"}), 40),
+        "orders.unknowncfg": (NewTopic("orders.unknowncfg", 1, 1, config={"retention.hours": "1"}), 40),
+    }
+    # Kafka error codes: 17 INVALID_TOPIC_EXCEPTION, 38 INVALID_REPLICATION_FACTOR,
+    # 37 INVALID_PARTITIONS, 40 INVALID_CONFIG.
+    for name, (topic, code) in cases.items():
+        with pytest.raises(KafkaException) as e:
+            admin.create_topics([topic])[name].result(30)
+        assert e.value.args[0].code() == code, (name, e.value.args[0])
+
+    admin.create_topics([NewTopic("orders.tmp", 2, 1, config={"cleanup.policy": "compact,delete"})])["orders.tmp"].result(30)
+    with pytest.raises(KafkaException) as e:
+        admin.create_topics([NewTopic("orders.tmp", 2, 1)])["orders.tmp"].result(30)
+    assert e.value.args[0].code() == 36  # TOPIC_ALREADY_EXISTS
+    admin.delete_topics(["orders.tmp"])["orders.tmp"].result(30)
+    assert "orders.tmp" not in admin.list_topics(timeout=10).topics
+    with pytest.raises(KafkaException) as e:
+        admin.delete_topics(["orders.tmp"])["orders.tmp"].result(30)
+    assert e.value.args[0].code() == 3  # UNKNOWN_TOPIC_OR_PARTITION
