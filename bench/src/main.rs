@@ -146,7 +146,7 @@ fn storage(args: StorageArgs) -> anyhow::Result<()> {
     std::fs::remove_dir_all(&flushed_dir)?;
 
     let start = Instant::now();
-    let log = PartitionLog::open(&buffered_dir, log_config())?;
+    let mut log = PartitionLog::open(&buffered_dir, log_config())?;
     let recovery = start.elapsed().as_secs_f64();
     println!(
         "recovery of a {} MiB active segment (CRC32C scan): {recovery:.2} s",

@@ -165,6 +165,12 @@ impl Cluster {
                 topic_config::INDEX_INTERVAL_BYTES,
                 d.index_interval_bytes as i64,
             ) as u64,
+            index_max_bytes: configs
+                .i64_or(topic_config::SEGMENT_INDEX_BYTES, d.index_max_bytes as i64)
+                as u64,
+            open_sealed_segments_max: d.open_sealed_segments_max,
+            flush_messages: configs.i64_or(topic_config::FLUSH_MESSAGES, d.flush_messages),
+            flush_ms: configs.i64_or(topic_config::FLUSH_MS, d.flush_ms),
         }
     }
 
@@ -336,6 +342,31 @@ impl Cluster {
         let id = ids.next;
         ids.next += 1;
         Ok(id)
+    }
+
+    /// Runs time and size retention over every partition (`retention.ms`,
+    /// `retention.bytes`, topic overrides first).
+    pub fn apply_retention(&self, now_ms: i64) {
+        let d = &self.config.log;
+        for topic in self.topics() {
+            let retention_ms = topic.configs.i64_or(topic_config::RETENTION_MS, d.retention_ms);
+            let retention_bytes = topic
+                .configs
+                .i64_or(topic_config::RETENTION_BYTES, d.retention_bytes);
+            for replica in &topic.partitions {
+                match replica.apply_retention(now_ms, retention_ms, retention_bytes) {
+                    Ok(o) if o.segments_deleted > 0 => info!(
+                        partition = replica.name(),
+                        segments = o.segments_deleted,
+                        bytes = o.bytes_deleted,
+                        log_start = %replica.log_start_offset(),
+                        "retention deleted segments"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!(partition = replica.name(), error = %e, "retention failed"),
+                }
+            }
+        }
     }
 
     /// Syncs every partition log (clean shutdown).

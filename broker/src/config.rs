@@ -54,6 +54,11 @@ pub struct LogDefaults {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub max_message_bytes: usize,
+    pub index_max_bytes: u64,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+    pub retention_check_interval_ms: u64,
+    pub open_sealed_segments_max: usize,
 }
 
 impl Default for BrokerConfig {
@@ -84,6 +89,11 @@ impl Default for LogDefaults {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             max_message_bytes: 1_048_588,
+            index_max_bytes: 10 << 20,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+            retention_check_interval_ms: 300_000,
+            open_sealed_segments_max: 8,
         }
     }
 }
@@ -185,6 +195,19 @@ impl BrokerConfig {
                 "log.segment_ms",
                 format!("{} must be positive", log.segment_ms),
             ));
+        }
+        if log.index_max_bytes < 12 {
+            return Err(bad("log.index_max_bytes", format!("{} must be at least 12", log.index_max_bytes)));
+        }
+        if log.flush_messages < 1 || log.flush_ms < 0 {
+            let key = if log.flush_messages < 1 { "log.flush_messages" } else { "log.flush_ms" };
+            return Err(bad(key, "must be positive".into()));
+        }
+        if log.retention_check_interval_ms == 0 {
+            return Err(bad("log.retention_check_interval_ms", "must be positive".into()));
+        }
+        if log.open_sealed_segments_max == 0 {
+            return Err(bad("log.open_sealed_segments_max", "must be at least 1".into()));
         }
         if log.max_message_bytes < 64 {
             return Err(bad(

@@ -20,6 +20,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let retention = tokio::spawn(retention_loop(Arc::clone(&broker)));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -43,6 +44,7 @@ pub async fn run(
             () = &mut shutdown => break,
         }
     }
+    retention.abort();
     info!(
         connections = connections.len(),
         "shutting down: answering in-flight requests"
@@ -65,4 +67,18 @@ pub async fn run(
         .map_err(std::io::Error::other)?;
     info!("logs flushed and closed");
     Ok(())
+}
+
+/// Runs retention every `retention_check_interval_ms`, off the async threads.
+async fn retention_loop(broker: Arc<Broker>) {
+    let period = Duration::from_millis(broker.config.log.retention_check_interval_ms);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let b = Arc::clone(&broker);
+        if let Err(e) = tokio::task::spawn_blocking(move || b.cluster.apply_retention(b.now_ms())).await {
+            warn!(error = %e, "retention task failed");
+        }
+    }
 }

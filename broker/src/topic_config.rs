@@ -15,6 +15,9 @@ pub const SEGMENT_MS: &str = "segment.ms";
 pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+pub const SEGMENT_INDEX_BYTES: &str = "segment.index.bytes";
+pub const FLUSH_MESSAGES: &str = "flush.messages";
+pub const FLUSH_MS: &str = "flush.ms";
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -42,8 +45,8 @@ const KNOWN: &[(&str, Kind, &str)] = &[
     ),
     ("delete.retention.ms", Kind::Long(0), "86400000"),
     ("file.delete.delay.ms", Kind::Long(0), "60000"),
-    ("flush.messages", Kind::Long(1), "9223372036854775807"),
-    ("flush.ms", Kind::Long(0), "9223372036854775807"),
+    (FLUSH_MESSAGES, Kind::Long(1), "9223372036854775807"),
+    (FLUSH_MS, Kind::Long(0), "9223372036854775807"),
     ("follower.replication.throttled.replicas", Kind::Text, ""),
     (INDEX_INTERVAL_BYTES, Kind::Long(0), "4096"),
     ("leader.replication.throttled.replicas", Kind::Text, ""),
@@ -80,7 +83,7 @@ const KNOWN: &[(&str, Kind, &str)] = &[
     (RETENTION_BYTES, Kind::Long(-1), "-1"),
     (RETENTION_MS, Kind::Long(-1), "604800000"),
     (SEGMENT_BYTES, Kind::Long(14), "1073741824"),
-    ("segment.index.bytes", Kind::Long(4), "10485760"),
+    (SEGMENT_INDEX_BYTES, Kind::Long(12), "10485760"),
     ("segment.jitter.ms", Kind::Long(0), "0"),
     (SEGMENT_MS, Kind::Long(1), "604800000"),
     ("unclean.leader.election.enable", Kind::Bool, "false"),
@@ -171,6 +174,9 @@ fn broker_default(name: &str, d: &LogDefaults, static_default: &str) -> String {
         RETENTION_MS => d.retention_ms.to_string(),
         RETENTION_BYTES => d.retention_bytes.to_string(),
         MAX_MESSAGE_BYTES => d.max_message_bytes.to_string(),
+        SEGMENT_INDEX_BYTES => d.index_max_bytes.to_string(),
+        FLUSH_MESSAGES => d.flush_messages.to_string(),
+        FLUSH_MS => d.flush_ms.to_string(),
         _ => static_default.to_string(),
     }
 }

@@ -66,6 +66,11 @@ impl Flusher {
         self.shared.wake.notify_one();
     }
 
+    /// Wakes fetches that wait for data after a commit made outside the flusher.
+    pub(crate) fn notify_commit(&self) {
+        self.shared.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     pub fn commit_signal(&self) -> CommitSignal {
         self.shared.commits.subscribe()
     }

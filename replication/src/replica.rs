@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use sluice_storage::{LeaderEpoch, LogConfig, Offset, PartitionLog, StorageError};
+use sluice_storage::{
+    LeaderEpoch, LogConfig, Offset, PartitionLog, RetentionOutcome, StorageError,
+};
 use tokio::sync::watch;
 use tracing::error;
 
@@ -142,13 +144,13 @@ impl Replica {
         now_ms: i64,
     ) -> Result<AppendInfo, ReplicaError> {
         self.check_online()?;
-        let (base, last, log_start) = {
+        let (base, last, log_start, flush_due) = {
             let mut log = self.log.lock();
             let appended = log.append(&mut batch, self.epoch, now_ms);
             match appended {
                 Ok((base, last)) => {
                     self.log_end.store(last.0 + 1, Ordering::Release);
-                    (base, last, log.log_start_offset())
+                    (base, last, log.log_start_offset(), log.flush_due(now_ms))
                 }
                 Err(e @ StorageError::Io { .. }) => {
                     drop(log);
@@ -159,7 +161,14 @@ impl Replica {
                 Err(e) => return Err(e.into()),
             }
         };
-        self.flusher.mark_dirty(self);
+        if flush_due {
+            // flush.messages / flush.ms: this append syncs before it returns.
+            self.flush_and_commit();
+            self.flusher.notify_commit();
+            self.check_online()?;
+        } else {
+            self.flusher.mark_dirty(self);
+        }
         Ok(AppendInfo {
             base_offset: base,
             last_offset: last,
@@ -224,7 +233,7 @@ impl Replica {
         self.check_online()?;
         let high_watermark = self.high_watermark();
         let (plan, log_start) = {
-            let log = self.log.lock();
+            let mut log = self.log.lock();
             (
                 log.plan_read(offset, max_bytes, high_watermark, min_one_batch)?,
                 log.log_start_offset(),
@@ -255,6 +264,21 @@ impl Replica {
         self.check_online()?;
         let hw = self.high_watermark();
         Ok(self.log.lock().max_timestamp().filter(|(_, o)| *o < hw))
+    }
+
+    /// Applies time and size retention (-1 disables either); returns what was removed.
+    pub fn apply_retention(
+        &self,
+        now_ms: i64,
+        retention_ms: i64,
+        retention_bytes: i64,
+    ) -> Result<RetentionOutcome, ReplicaError> {
+        self.check_online()?;
+        let mut log = self.log.lock();
+        let outcome = log.apply_retention(now_ms, retention_ms, retention_bytes)?;
+        self.log_start
+            .store(log.log_start_offset().0, Ordering::Release);
+        Ok(outcome)
     }
 
     /// Syncs everything appended (shutdown).

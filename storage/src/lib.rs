@@ -16,8 +16,9 @@
 mod error;
 mod index;
 mod log;
+mod mmap;
 mod segment;
 
 pub use error::StorageError;
-pub use log::{LogConfig, PartitionLog, ReadResult, SyncTarget};
+pub use log::{LogConfig, PartitionLog, ReadPlan, ReadResult, RetentionOutcome, SyncTarget};
 pub use sluice_protocol::types::{LeaderEpoch, Offset};

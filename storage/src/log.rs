@@ -1,6 +1,6 @@
 //! The partition log: ordered segments, the log start offset, reads and truncation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use sluice_protocol::batch::{self, BatchHeader, HEADER_BYTES};
+use sluice_protocol::batch::{self, BatchHeader, BatchView, HEADER_BYTES};
 use sluice_protocol::types::{LeaderEpoch, Offset};
 use tracing::warn;
 
-use crate::segment::{ScanEnd, Segment, LOG_SUFFIX};
+use crate::segment::{IndexConfig, ScanEnd, Segment, LOG_SUFFIX};
 use crate::StorageError;
 
 const LOG_START_FILE: &str = "log-start-offset";
@@ -28,6 +28,15 @@ pub struct LogConfig {
     pub segment_ms: i64,
     /// `index.interval.bytes`: bytes of log between two index entries.
     pub index_interval_bytes: u64,
+    /// `segment.index.bytes`: size of each index file while its segment is active;
+    /// a full index rolls the segment.
+    pub index_max_bytes: u64,
+    /// Sealed segments of this log whose file and index maps may be open at once.
+    pub open_sealed_segments_max: usize,
+    /// `flush.messages`: sync once this many records are unsynced.
+    pub flush_messages: i64,
+    /// `flush.ms`: sync once the oldest unsynced append is this old.
+    pub flush_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -36,8 +45,28 @@ impl Default for LogConfig {
             segment_bytes: 1 << 30,
             segment_ms: 7 * 24 * 3600 * 1000,
             index_interval_bytes: 4096,
+            index_max_bytes: 10 << 20,
+            open_sealed_segments_max: 8,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
         }
     }
+}
+
+impl LogConfig {
+    fn index(&self) -> IndexConfig {
+        IndexConfig {
+            interval_bytes: self.index_interval_bytes,
+            max_bytes: self.index_max_bytes,
+        }
+    }
+}
+
+/// What retention removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
 }
 
 /// Files the flusher must sync so that everything below `end` is durable.
@@ -77,6 +106,11 @@ pub struct PartitionLog {
     sealed_unsynced: Vec<Arc<File>>,
     /// Log end covered by the last sync target taken.
     sync_requested: Offset,
+    /// Sealed segments with open handles, least recently used first.
+    open_sealed: VecDeque<Offset>,
+    /// Records appended since the last sync target, and when the first of them was.
+    unsynced_records: i64,
+    unsynced_since_ms: Option<i64>,
 }
 
 impl PartitionLog {
@@ -110,8 +144,24 @@ impl PartitionLog {
         let mut expected_next: Option<Offset> = None;
         for (i, base) in bases.iter().copied().enumerate() {
             let path = dir.join(crate::segment::segment_file_name(base));
-            let active = i + 1 == bases.len();
-            let (mut seg, end) = Segment::open(path, base, config.index_interval_bytes, active)?;
+            let seg = if i + 1 == bases.len() {
+                let (mut seg, end) = Segment::open_active(path, base, config.index())?;
+                if let ScanEnd::TornTail { position, reason } = end {
+                    if has_valid_batch_after(&seg.path, position)? {
+                        return Err(StorageError::Corrupt {
+                            path: seg.path.clone(),
+                            position,
+                            reason,
+                        });
+                    }
+                    warn!(path = %seg.path.display(), position, %reason, "truncating torn tail");
+                    let next = seg.summary.next_offset;
+                    seg.truncate_to(position, next)?;
+                }
+                seg
+            } else {
+                Segment::open_sealed(path, base, config.index())?
+            };
             if let Some(next) = expected_next {
                 if base != next {
                     return Err(StorageError::Corrupt {
@@ -121,19 +171,7 @@ impl PartitionLog {
                     });
                 }
             }
-            if let ScanEnd::TornTail { position, reason } = end {
-                if !active || has_valid_batch_after(&seg, position)? {
-                    return Err(StorageError::Corrupt {
-                        path: seg.path.clone(),
-                        position,
-                        reason,
-                    });
-                }
-                warn!(path = %seg.path.display(), position, %reason, "truncating torn tail");
-                let next = seg.next_offset;
-                seg.truncate_to(position, next)?;
-            }
-            expected_next = Some(seg.next_offset);
+            expected_next = Some(seg.summary.next_offset);
             segments.insert(base, seg);
         }
         let mut log = PartitionLog {
@@ -143,6 +181,9 @@ impl PartitionLog {
             log_start: Offset(0),
             sealed_unsynced: Vec::new(),
             sync_requested: Offset(0),
+            open_sealed: VecDeque::new(),
+            unsynced_records: 0,
+            unsynced_since_ms: None,
         };
         if log.segments.is_empty() {
             let base = stored_start.unwrap_or(Offset(0));
@@ -157,18 +198,25 @@ impl PartitionLog {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
     pub fn log_start_offset(&self) -> Offset {
         self.log_start
     }
     /// The next offset to be assigned.
     pub fn log_end_offset(&self) -> Offset {
-        self.active().next_offset
+        self.active().summary.next_offset
     }
     pub fn size_bytes(&self) -> u64 {
-        self.segments.values().map(|s| s.size).sum()
+        self.segments.values().map(|s| s.summary.size).sum()
     }
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+    /// Segments whose file is open now (the active one and cached sealed ones).
+    pub fn open_segment_count(&self) -> usize {
+        self.segments.values().filter(|s| s.has_open_handles()).count()
     }
 
     fn active(&self) -> &Segment {
@@ -185,18 +233,34 @@ impl PartitionLog {
     }
 
     fn create_segment(&mut self, base: Offset) -> Result<(), StorageError> {
-        let seg = Segment::create(&self.dir, base, self.config.index_interval_bytes)?;
+        let seg = Segment::create(&self.dir, base, self.config.index())?;
         sync_dir(&self.dir)?;
         self.segments.insert(base, seg);
         Ok(())
     }
 
     fn roll(&mut self) -> Result<(), StorageError> {
-        let sealed = Arc::clone(&self.active().file);
         let base = self.log_end_offset();
-        self.create_segment(base)?;
-        self.sealed_unsynced.push(sealed);
-        Ok(())
+        let sealed_base = self.active().base_offset;
+        let file = self.active_mut().seal()?;
+        self.sealed_unsynced.push(file);
+        self.note_open_sealed(sealed_base);
+        self.create_segment(base)
+    }
+
+    /// Records that a sealed segment's handles are open, closing the least recently
+    /// used ones beyond `open_sealed_segments_max`.
+    fn note_open_sealed(&mut self, base: Offset) {
+        self.open_sealed.retain(|b| *b != base);
+        self.open_sealed.push_back(base);
+        while self.open_sealed.len() > self.config.open_sealed_segments_max {
+            let Some(victim) = self.open_sealed.pop_front() else {
+                break;
+            };
+            if let Some(seg) = self.segments.get_mut(&victim) {
+                seg.close_handles();
+            }
+        }
     }
 
     /// Appends one validated batch: assigns its offsets from the log end by patching
@@ -215,24 +279,44 @@ impl PartitionLog {
             });
         }
         let active = self.active();
-        let too_big = active.size + size > self.config.segment_bytes;
+        let too_big = active.summary.size + size > self.config.segment_bytes;
         let too_old = active
             .first_append_ms
             .is_some_and(|t| now_ms - t >= self.config.segment_ms);
-        if active.size > 0 && (too_big || too_old) {
+        if active.summary.size > 0 && (too_big || too_old || active.index_is_full()) {
             self.roll()?;
         }
         let base = self.log_end_offset();
         let last = batch::assign_offsets(batch, base, epoch);
         self.active_mut().append(batch, now_ms)?;
         assert_eq!(self.log_end_offset(), last.next(), "log end after append");
+        self.unsynced_records += last.0 - base.0 + 1;
+        self.unsynced_since_ms.get_or_insert(now_ms);
         Ok((base, last))
+    }
+
+    /// Whether `flush.messages` or `flush.ms` ask for a sync now.
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        self.unsynced_records >= self.config.flush_messages
+            || self
+                .unsynced_since_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_ms)
+    }
+
+    /// The segment holding `offset` (the next one if `offset` ends its segment).
+    fn segment_base_for(&self, offset: Offset) -> Option<Offset> {
+        self.segments
+            .range(..=offset)
+            .next_back()
+            .filter(|(_, s)| offset < s.summary.next_offset)
+            .or_else(|| self.segments.range(offset..).next())
+            .map(|(b, _)| *b)
     }
 
     /// Plans a read of whole batches from `offset`; the returned plan reads the files
     /// without borrowing the log, so callers can release their lock before the I/O.
     pub fn plan_read(
-        &self,
+        &mut self,
         offset: Offset,
         max_bytes: usize,
         upper: Offset,
@@ -246,31 +330,34 @@ impl PartitionLog {
                 log_end: end,
             });
         }
-        let seg = self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map(|(_, s)| s)
-            .filter(|s| offset < s.next_offset)
-            .or_else(|| self.segments.range(offset..).next().map(|(_, s)| s));
-        let Some(seg) = seg.filter(|s| offset < s.next_offset && offset < upper) else {
+        let Some(base) = self.segment_base_for(offset) else {
             return Ok(ReadPlan::empty(offset));
         };
-        Ok(ReadPlan {
-            file: Some(Arc::clone(&seg.file)),
-            path: seg.path.clone(),
-            position: seg.position_for(offset),
-            end_position: seg.size,
+        let seg = self.segments.get_mut(&base).expect("found above");
+        if offset >= seg.summary.next_offset || offset >= upper {
+            return Ok(ReadPlan::empty(offset));
+        }
+        let (path, end_position, sealed) = (seg.path.clone(), seg.summary.size, !seg.is_active());
+        let handles = seg.handles()?;
+        let plan = ReadPlan {
+            file: Some(handles.file_arc()),
+            path,
+            position: handles.position_for(offset),
+            end_position,
             offset,
             max_bytes,
             upper,
             min_one_batch,
-        })
+        };
+        if sealed {
+            self.note_open_sealed(base);
+        }
+        Ok(plan)
     }
 
     /// Reads whole batches (see [`PartitionLog::plan_read`]).
     pub fn read(
-        &self,
+        &mut self,
         offset: Offset,
         max_bytes: usize,
         upper: Offset,
@@ -283,37 +370,56 @@ impl PartitionLog {
     /// The first offset of the first batch whose max timestamp is >= `timestamp_ms`,
     /// with that batch's max timestamp, or `None` if there is none.
     pub fn offset_for_timestamp(
-        &self,
+        &mut self,
         timestamp_ms: i64,
     ) -> Result<Option<(Offset, i64)>, StorageError> {
-        for seg in self.segments.values() {
-            if seg.max_timestamp_ms < timestamp_ms || seg.size == 0 {
-                continue;
-            }
-            let mut position = seg.position_for_timestamp(timestamp_ms);
+        let candidates: Vec<Offset> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.summary.max_timestamp_ms >= timestamp_ms && s.summary.size > 0)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in candidates {
+            let log_start = self.log_start;
+            let seg = self.segments.get_mut(&base).expect("listed above");
+            let (path, size, sealed) = (seg.path.clone(), seg.summary.size, !seg.is_active());
+            let handles = seg.handles()?;
+            let mut position = handles.position_for_timestamp(timestamp_ms);
             let mut header = [0u8; HEADER_BYTES];
-            while position < seg.size {
-                seg.read_exact_at(&mut header, position)?;
+            let mut found = None;
+            while position < size {
+                handles
+                    .file()
+                    .read_exact_at(&mut header, position)
+                    .map_err(|e| StorageError::io("read segment", &path, e))?;
                 let h = BatchHeader::parse(&header).map_err(|e| StorageError::Corrupt {
-                    path: seg.path.clone(),
+                    path: path.clone(),
                     position,
                     reason: e.to_string(),
                 })?;
-                if h.max_timestamp >= timestamp_ms && h.last_offset >= self.log_start {
-                    return Ok(Some((h.base_offset.max(self.log_start), h.max_timestamp)));
+                if h.max_timestamp >= timestamp_ms && h.last_offset >= log_start {
+                    found = Some((h.base_offset.max(log_start), h.max_timestamp));
+                    break;
                 }
                 position += h.size as u64;
+            }
+            drop(handles);
+            if sealed {
+                self.note_open_sealed(base);
+            }
+            if found.is_some() {
+                return Ok(found);
             }
         }
         Ok(None)
     }
 
-    /// The largest batch max timestamp and the last offset of its batch.
+    /// The largest batch max timestamp and the base offset of its batch.
     pub fn max_timestamp(&self) -> Option<(i64, Offset)> {
         self.segments
             .values()
-            .filter(|s| s.size > 0 && s.next_offset > self.log_start)
-            .map(|s| (s.max_timestamp_ms, s.offset_of_max_timestamp))
+            .filter(|s| s.summary.size > 0 && s.summary.next_offset > self.log_start)
+            .map(|s| (s.summary.max_timestamp_ms, s.summary.offset_of_max_timestamp))
             .reduce(|a, b| if b.0 > a.0 { b } else { a })
     }
 
@@ -327,22 +433,26 @@ impl PartitionLog {
             "truncate_to({next}) below log start {}",
             self.log_start
         );
+        // Whole segments at or after the cut go, except one that starts exactly at
+        // it when it is the first: that one is emptied instead.
         let doomed: Vec<Offset> = self
             .segments
             .range(next..)
             .map(|(b, _)| *b)
-            .filter(|b| *b > next || *b > self.log_start)
+            .filter(|b| *b > next || self.segments.len() > 1)
             .collect();
         for base in doomed {
             if self.segments.len() == 1 {
                 break;
             }
             let seg = self.segments.remove(&base).expect("listed above");
-            fs::remove_file(&seg.path)
-                .map_err(|e| StorageError::io("delete segment", &seg.path, e))?;
+            self.open_sealed.retain(|b| *b != base);
+            seg.remove()?;
         }
+        let last_base = *self.segments.keys().next_back().expect("a segment remains");
+        self.open_sealed.retain(|b| *b != last_base);
         let seg = self.active_mut();
-        if next < seg.next_offset {
+        if next < seg.summary.next_offset {
             let position = if next <= seg.base_offset {
                 Some(0)
             } else {
@@ -355,14 +465,17 @@ impl PartitionLog {
                     reason: format!("no batch starts at truncation point {next}"),
                 });
             };
-            seg.truncate_to(position, next)?;
-            if seg.size == 0 && seg.base_offset != next {
-                let old = seg.path.clone();
+            seg.truncate_to(position, next.max(seg.base_offset))?;
+            if seg.summary.size == 0 && seg.base_offset != next {
                 let base = seg.base_offset;
-                self.segments.remove(&base);
-                fs::remove_file(&old).map_err(|e| StorageError::io("delete segment", &old, e))?;
+                let seg = self.segments.remove(&base).expect("the active segment");
+                seg.remove()?;
                 self.create_segment(next)?;
             }
+        } else if !seg.is_active() {
+            // The cut fell on this segment's end: it becomes the active one again.
+            let end = seg.summary.size;
+            seg.truncate_to(end, next)?;
         }
         self.sync_requested = self.sync_requested.min(next);
         sync_dir(&self.dir)?;
@@ -371,12 +484,13 @@ impl PartitionLog {
 
     /// Advances the log start to `offset` (retention, DeleteRecords) and deletes the
     /// segments that lie wholly below it. The new start is persisted first.
-    pub fn advance_log_start(&mut self, offset: Offset) -> Result<(), StorageError> {
+    pub fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError> {
         let offset = offset.min(self.log_end_offset());
+        let mut outcome = RetentionOutcome::default();
         if offset <= self.log_start {
-            return Ok(());
+            return Ok(outcome);
         }
-        if offset == self.log_end_offset() && self.active().size > 0 {
+        if offset == self.log_end_offset() && self.active().summary.size > 0 {
             self.roll()?;
         }
         write_log_start(&self.dir, offset)?;
@@ -384,15 +498,51 @@ impl PartitionLog {
         let doomed: Vec<Offset> = self
             .segments
             .iter()
-            .filter(|(_, s)| s.next_offset <= offset && s.size > 0)
+            .filter(|(_, s)| s.summary.next_offset <= offset && !s.is_active())
             .map(|(b, _)| *b)
             .collect();
         for base in doomed {
             let seg = self.segments.remove(&base).expect("listed above");
-            fs::remove_file(&seg.path)
-                .map_err(|e| StorageError::io("delete segment", &seg.path, e))?;
+            self.open_sealed.retain(|b| *b != base);
+            outcome.segments_deleted += 1;
+            outcome.bytes_deleted += seg.summary.size;
+            seg.remove()?;
         }
-        Ok(())
+        Ok(outcome)
+    }
+
+    /// Kafka's time and size retention: deletes the oldest whole segments whose
+    /// newest batch is older than `retention_ms`, then while the log is larger than
+    /// `retention_bytes`. -1 disables either. The active segment's data goes only
+    /// when all of it expired (it is rolled first).
+    pub fn apply_retention(
+        &mut self,
+        now_ms: i64,
+        retention_ms: i64,
+        retention_bytes: i64,
+    ) -> Result<RetentionOutcome, StorageError> {
+        let mut new_start = self.log_start;
+        let mut remaining = self.size_bytes();
+        for seg in self.segments.values() {
+            if seg.summary.size == 0 {
+                break;
+            }
+            let expired = retention_ms >= 0
+                && seg.summary.max_timestamp_ms >= 0
+                && now_ms - seg.summary.max_timestamp_ms > retention_ms;
+            let oversized = retention_bytes >= 0
+                && !seg.is_active()
+                && remaining - seg.summary.size >= retention_bytes as u64;
+            if !(expired || oversized) {
+                break;
+            }
+            remaining -= seg.summary.size;
+            new_start = seg.summary.next_offset;
+        }
+        if new_start <= self.log_start {
+            return Ok(RetentionOutcome::default());
+        }
+        self.advance_log_start(new_start)
     }
 
     /// What must be synced to make the current log end durable; `None` when nothing
@@ -403,8 +553,15 @@ impl PartitionLog {
             return None;
         }
         let mut files = std::mem::take(&mut self.sealed_unsynced);
-        files.push(Arc::clone(&self.active().file));
+        let active = self
+            .active_mut()
+            .handles()
+            .expect("the active segment's handles are always open")
+            .file_arc();
+        files.push(active);
         self.sync_requested = end;
+        self.unsynced_records = 0;
+        self.unsynced_since_ms = None;
         Some(SyncTarget { files, end })
     }
 
@@ -532,17 +689,23 @@ impl ReadPlan {
     }
 }
 
-fn has_valid_batch_after(seg: &Segment, position: u64) -> Result<bool, StorageError> {
-    let len = seg
-        .file
+/// Whether a whole, CRC-valid batch follows the damaged one at `position`: then the
+/// damage is in the middle of the log, not a torn tail.
+fn has_valid_batch_after(path: &Path, position: u64) -> Result<bool, StorageError> {
+    let file = File::open(path).map_err(|e| StorageError::io("open segment", path, e))?;
+    let len = file
         .metadata()
-        .map_err(|e| StorageError::io("stat segment", &seg.path, e))?
+        .map_err(|e| StorageError::io("stat segment", path, e))?
         .len();
+    let read = |buf: &mut [u8], at: u64| {
+        file.read_exact_at(buf, at)
+            .map_err(|e| StorageError::io("read segment", path, e))
+    };
     let mut head = [0u8; 12];
     if position + 12 > len {
         return Ok(false);
     }
-    seg.read_exact_at(&mut head, position)?;
+    read(&mut head, position)?;
     let Some(Ok(size)) = batch::batch_size(&head) else {
         return Ok(false);
     };
@@ -550,17 +713,16 @@ fn has_valid_batch_after(seg: &Segment, position: u64) -> Result<bool, StorageEr
     if next + HEADER_BYTES as u64 > len {
         return Ok(false);
     }
-    let mut next_head = [0u8; 12];
-    seg.read_exact_at(&mut next_head, next)?;
-    let Some(Ok(next_size)) = batch::batch_size(&next_head) else {
+    read(&mut head, next)?;
+    let Some(Ok(next_size)) = batch::batch_size(&head) else {
         return Ok(false);
     };
     if next + next_size as u64 > len {
         return Ok(false);
     }
     let mut buf = vec![0u8; next_size];
-    seg.read_exact_at(&mut buf, next)?;
-    Ok(sluice_protocol::batch::BatchView::parse(&buf).is_ok_and(|b| b.verify_crc().is_ok()))
+    read(&mut buf, next)?;
+    Ok(BatchView::parse(&buf).is_ok_and(|b| b.verify_crc().is_ok()))
 }
 
 fn read_log_start(dir: &Path) -> Result<Option<Offset>, StorageError> {

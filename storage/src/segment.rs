@@ -1,4 +1,8 @@
-//! One segment: a `.log` file of v2 record batches and its in-memory sparse index.
+//! One segment: a `.log` file of v2 record batches with its `.index` and `.timeindex`.
+//!
+//! The newest segment of a log is active: its file is open for appends and its
+//! indexes are writable maps. Older segments are sealed: their file and index maps
+//! are opened on demand and may be closed again to bound open handles.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -7,8 +11,9 @@ use std::sync::Arc;
 
 use sluice_protocol::batch::{self, BatchHeader, BatchView, HEADER_BYTES};
 use sluice_protocol::types::Offset;
+use tracing::info;
 
-use crate::index::SegmentIndex;
+use crate::index::{index_paths, SegmentIndex};
 use crate::StorageError;
 
 pub(crate) const LOG_SUFFIX: &str = "log";
@@ -17,41 +22,221 @@ pub(crate) fn segment_file_name(base: Offset) -> String {
     format!("{:020}.{LOG_SUFFIX}", base.0)
 }
 
+/// Sizes that shape a segment's indexes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexConfig {
+    pub interval_bytes: u64,
+    pub max_bytes: u64,
+}
+
+/// What is known of a segment's content without reading it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Summary {
+    /// Bytes of whole batches in the file.
+    pub size: u64,
+    /// One past the last offset stored (the base offset when empty).
+    pub next_offset: Offset,
+    /// Largest batch max timestamp (-1 when empty).
+    pub max_timestamp_ms: i64,
+    /// Base offset of the batch that holds `max_timestamp_ms`.
+    pub offset_of_max_timestamp: Offset,
+}
+
+/// Open handles of a segment: its file and index maps.
+#[derive(Debug)]
+pub(crate) struct Handles {
+    pub base_offset: Offset,
+    pub file: Arc<File>,
+    pub index: SegmentIndex,
+}
+
+#[derive(Debug)]
+enum State {
+    Active {
+        handles: Handles,
+        bytes_since_index_entry: u64,
+    },
+    Sealed(Option<Arc<Handles>>),
+}
+
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub base_offset: Offset,
     pub path: PathBuf,
-    pub file: Arc<File>,
-    /// Bytes of whole batches in the file.
-    pub size: u64,
-    /// One past the last offset stored here (`base_offset` when empty).
-    pub next_offset: Offset,
-    /// Largest batch max timestamp stored here.
-    pub max_timestamp_ms: i64,
-    /// Last offset of the batch that holds `max_timestamp_ms`.
-    pub offset_of_max_timestamp: Offset,
+    pub summary: Summary,
     /// Wall-clock time of the first append, for `segment.ms`.
     pub first_append_ms: Option<i64>,
-    index: SegmentIndex,
-    bytes_since_index_entry: u64,
-    index_interval_bytes: u64,
+    config: IndexConfig,
+    state: State,
 }
 
-/// What a scan of a segment file found.
+/// How a scan of a segment file ended.
 #[derive(Debug)]
 pub(crate) enum ScanEnd {
     /// The file ends on a batch boundary.
     Clean,
-    /// The file holds an incomplete or corrupt final batch starting at `position`.
+    /// An incomplete or corrupt batch starts at `position`.
     TornTail { position: u64, reason: String },
 }
 
+/// Walks batches, keeping a summary and (optionally) writing index entries.
+struct Tracker<'a> {
+    base: Offset,
+    summary: Summary,
+    index: Option<&'a mut SegmentIndex>,
+    bytes_since_index_entry: u64,
+    interval_bytes: u64,
+}
+
+impl Tracker<'_> {
+    fn track(&mut self, base_offset: Offset, last_offset: Offset, size: usize, max_ts: i64) {
+        let s = &mut self.summary;
+        if max_ts > s.max_timestamp_ms {
+            s.max_timestamp_ms = max_ts;
+            s.offset_of_max_timestamp = base_offset;
+        }
+        if let Some(index) = self.index.as_deref_mut() {
+            if s.size == 0 || self.bytes_since_index_entry >= self.interval_bytes {
+                let rel = relative(self.base, base_offset);
+                let ts_rel = relative(self.base, s.offset_of_max_timestamp);
+                index.push(rel, s.size as u32, s.max_timestamp_ms, ts_rel);
+                self.bytes_since_index_entry = 0;
+            }
+        }
+        self.bytes_since_index_entry += size as u64;
+        s.size += size as u64;
+        s.next_offset = last_offset.next();
+    }
+}
+
+fn relative(base: Offset, offset: Offset) -> u32 {
+    let rel = offset.0 - base.0;
+    assert!(
+        (0..=i64::from(u32::MAX)).contains(&rel),
+        "offset {offset} is outside the segment at {base}"
+    );
+    rel as u32
+}
+
+fn open_rw(path: &Path) -> Result<File, StorageError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| StorageError::io("open segment", path, e))
+}
+
+fn file_len(file: &File, path: &Path) -> Result<u64, StorageError> {
+    Ok(file
+        .metadata()
+        .map_err(|e| StorageError::io("stat segment", path, e))?
+        .len())
+}
+
+fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], position: u64) -> Result<(), StorageError> {
+    file.read_exact_at(buf, position)
+        .map_err(|e| StorageError::io("read segment", path, e))
+}
+
+/// Scans `file` from `start` (a batch boundary whose summary is in `tracker`) to
+/// `end`, in large chunks. With `verify_crc`, every batch's CRC32C is checked.
+fn scan(
+    file: &File,
+    path: &Path,
+    start: u64,
+    end: u64,
+    verify_crc: bool,
+    tracker: &mut Tracker<'_>,
+) -> Result<ScanEnd, StorageError> {
+    const CHUNK_BYTES: usize = 8 << 20;
+    let mut position = start;
+    let mut buf = Vec::new();
+    while position < end {
+        let want = (end - position).min(CHUNK_BYTES as u64) as usize;
+        buf.resize(want, 0);
+        read_exact_at(file, path, &mut buf, position)?;
+        let mut used = 0usize;
+        loop {
+            let rest = &buf[used..];
+            let at = position + used as u64;
+            let size = match batch::batch_size(rest) {
+                None => break,
+                Some(Err(e)) => {
+                    return Ok(ScanEnd::TornTail {
+                        position: at,
+                        reason: e.to_string(),
+                    })
+                }
+                Some(Ok(size)) => size,
+            };
+            if rest.len() < size {
+                if used == 0 {
+                    if at + size as u64 > end {
+                        return Ok(ScanEnd::TornTail {
+                            position: at,
+                            reason: format!("batch of {size} bytes runs past the end of the file"),
+                        });
+                    }
+                    buf.resize(size, 0);
+                    read_exact_at(file, path, &mut buf, at)?;
+                    continue;
+                }
+                break;
+            }
+            let view = match BatchView::parse(rest) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Ok(ScanEnd::TornTail {
+                        position: at,
+                        reason: e.to_string(),
+                    })
+                }
+            };
+            if verify_crc {
+                if let Err(e) = view.verify_crc() {
+                    return Ok(ScanEnd::TornTail {
+                        position: at,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            if view.base_offset() != tracker.summary.next_offset {
+                return Err(StorageError::Corrupt {
+                    path: path.to_path_buf(),
+                    position: at,
+                    reason: format!(
+                        "batch base offset {} where {} was expected",
+                        view.base_offset(),
+                        tracker.summary.next_offset
+                    ),
+                });
+            }
+            tracker.track(view.base_offset(), view.last_offset(), size, view.max_timestamp());
+            used += size;
+        }
+        if used == 0 {
+            return Ok(ScanEnd::TornTail {
+                position,
+                reason: "incomplete batch header".to_string(),
+            });
+        }
+        position += used as u64;
+    }
+    Ok(ScanEnd::Clean)
+}
+
+fn empty_summary(base: Offset) -> Summary {
+    Summary {
+        size: 0,
+        next_offset: base,
+        max_timestamp_ms: -1,
+        offset_of_max_timestamp: base,
+    }
+}
+
 impl Segment {
-    pub fn create(
-        dir: &Path,
-        base_offset: Offset,
-        index_interval_bytes: u64,
-    ) -> Result<Self, StorageError> {
+    /// Creates an empty active segment.
+    pub fn create(dir: &Path, base_offset: Offset, config: IndexConfig) -> Result<Self, StorageError> {
         let path = dir.join(segment_file_name(base_offset));
         let file = OpenOptions::new()
             .read(true)
@@ -59,167 +244,181 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .map_err(|e| StorageError::io("create segment", &path, e))?;
+        let index = SegmentIndex::create(&path, config.max_bytes)?;
         Ok(Segment {
             base_offset,
-            path,
-            file: Arc::new(file),
-            size: 0,
-            next_offset: base_offset,
-            max_timestamp_ms: -1,
-            offset_of_max_timestamp: base_offset,
+            summary: empty_summary(base_offset),
             first_append_ms: None,
-            index: SegmentIndex::default(),
-            bytes_since_index_entry: 0,
-            index_interval_bytes,
+            config,
+            state: State::Active {
+                handles: Handles {
+                    base_offset,
+                    file: Arc::new(file),
+                    index,
+                },
+                bytes_since_index_entry: 0,
+            },
+            path,
         })
     }
 
-    /// Opens an existing segment and rebuilds its index from the batch headers.
-    /// With `verify_crc`, every batch's CRC32C is checked too (the active segment).
-    pub fn open(
+    /// Opens the active segment: checks every batch's CRC32C and rebuilds its indexes.
+    pub fn open_active(
         path: PathBuf,
         base_offset: Offset,
-        index_interval_bytes: u64,
-        verify_crc: bool,
+        config: IndexConfig,
     ) -> Result<(Self, ScanEnd), StorageError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StorageError::io("open segment", &path, e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| StorageError::io("stat segment", &path, e))?
-            .len();
-        let mut seg = Segment {
-            base_offset,
-            path,
-            file: Arc::new(file),
-            size: 0,
-            next_offset: base_offset,
-            max_timestamp_ms: -1,
-            offset_of_max_timestamp: base_offset,
-            first_append_ms: None,
-            index: SegmentIndex::default(),
+        let file = open_rw(&path)?;
+        let len = file_len(&file, &path)?;
+        let mut index = SegmentIndex::create(&path, config.max_bytes)?;
+        let mut tracker = Tracker {
+            base: base_offset,
+            summary: empty_summary(base_offset),
+            index: Some(&mut index),
             bytes_since_index_entry: 0,
-            index_interval_bytes,
+            interval_bytes: config.interval_bytes,
         };
-        let end = seg.scan(file_len, verify_crc)?;
+        let end = scan(&file, &path, 0, len, true, &mut tracker)?;
+        let (summary, bytes_since_index_entry) = (tracker.summary, tracker.bytes_since_index_entry);
+        let seg = Segment {
+            base_offset,
+            summary,
+            first_append_ms: None,
+            config,
+            state: State::Active {
+                handles: Handles {
+                    base_offset,
+                    file: Arc::new(file),
+                    index,
+                },
+                bytes_since_index_entry,
+            },
+            path,
+        };
         Ok((seg, end))
     }
 
-    /// Reads the file in large chunks and indexes every whole batch.
-    fn scan(&mut self, file_len: u64, verify_crc: bool) -> Result<ScanEnd, StorageError> {
-        const CHUNK_BYTES: usize = 8 << 20;
-        let mut position = 0u64;
-        let mut buf = Vec::new();
-        while position < file_len {
-            let want = (file_len - position).min(CHUNK_BYTES as u64) as usize;
-            buf.resize(want, 0);
-            self.read_exact_at(&mut buf, position)?;
-            let mut used = 0usize;
-            loop {
-                let rest = &buf[used..];
-                let size = match batch::batch_size(rest) {
-                    None => break,
-                    Some(Err(e)) => {
-                        return Ok(ScanEnd::TornTail {
-                            position: position + used as u64,
-                            reason: e.to_string(),
-                        })
-                    }
-                    Some(Ok(size)) => size,
+    /// Opens a sealed segment: its indexes are used if consistent and rebuilt from
+    /// the batch headers otherwise; the batches after the last index entry are read
+    /// to learn the segment's end. Handles are closed again afterwards.
+    pub fn open_sealed(path: PathBuf, base_offset: Offset, config: IndexConfig) -> Result<Self, StorageError> {
+        let file = open_rw(&path)?;
+        let len = file_len(&file, &path)?;
+        let corrupt = |position: u64, reason: String| StorageError::Corrupt {
+            path: path.clone(),
+            position,
+            reason,
+        };
+        let summary = match SegmentIndex::open_sealed(&path, len)? {
+            Some(index) => {
+                let (rel, position) = index.last_entry().unwrap_or((0, 0));
+                let (ts, ts_rel) = index.last_timestamp().unwrap_or((-1, 0));
+                let mut tracker = Tracker {
+                    base: base_offset,
+                    summary: Summary {
+                        size: u64::from(position),
+                        next_offset: Offset(base_offset.0 + i64::from(rel)),
+                        max_timestamp_ms: ts,
+                        offset_of_max_timestamp: Offset(base_offset.0 + i64::from(ts_rel)),
+                    },
+                    index: None,
+                    bytes_since_index_entry: 0,
+                    interval_bytes: config.interval_bytes,
                 };
-                if rest.len() < size {
-                    if used == 0 {
-                        // A batch larger than the chunk: read it whole.
-                        if position + size as u64 > file_len {
-                            return Ok(ScanEnd::TornTail {
-                                position,
-                                reason: format!(
-                                    "batch of {size} bytes runs past the end of the file"
-                                ),
-                            });
-                        }
-                        buf.resize(size, 0);
-                        self.read_exact_at(&mut buf, position)?;
-                        continue;
-                    }
-                    break;
+                match scan(&file, &path, u64::from(position), len, false, &mut tracker)? {
+                    ScanEnd::Clean => tracker.summary,
+                    ScanEnd::TornTail { position, reason } => return Err(corrupt(position, reason)),
                 }
-                let view = match BatchView::parse(rest) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        return Ok(ScanEnd::TornTail {
-                            position: position + used as u64,
-                            reason: e.to_string(),
-                        })
-                    }
+            }
+            None => {
+                info!(segment = %path.display(), "rebuilding missing or inconsistent indexes");
+                let mut index = SegmentIndex::create(&path, config.max_bytes)?;
+                let mut tracker = Tracker {
+                    base: base_offset,
+                    summary: empty_summary(base_offset),
+                    index: Some(&mut index),
+                    bytes_since_index_entry: 0,
+                    interval_bytes: config.interval_bytes,
                 };
-                if verify_crc {
-                    if let Err(e) = view.verify_crc() {
-                        return Ok(ScanEnd::TornTail {
-                            position: position + used as u64,
-                            reason: e.to_string(),
+                let end = scan(&file, &path, 0, len, false, &mut tracker)?;
+                let summary = tracker.summary;
+                if let ScanEnd::TornTail { position, reason } = end {
+                    return Err(corrupt(position, reason));
+                }
+                index.seal()?;
+                summary
+            }
+        };
+        let seg = Segment {
+            base_offset,
+            summary,
+            first_append_ms: None,
+            config,
+            state: State::Sealed(None),
+            path,
+        };
+        Ok(seg)
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.state, State::Active { .. })
+    }
+
+    pub fn has_open_handles(&self) -> bool {
+        matches!(self.state, State::Active { .. } | State::Sealed(Some(_)))
+    }
+
+    /// The segment's handles, opening a sealed segment's on demand.
+    pub fn handles(&mut self) -> Result<HandlesRef<'_>, StorageError> {
+        match &mut self.state {
+            State::Active { handles, .. } => Ok(HandlesRef::Active(handles)),
+            State::Sealed(slot) => {
+                if slot.is_none() {
+                    let file = open_rw(&self.path)?;
+                    let Some(index) = SegmentIndex::open_sealed(&self.path, self.summary.size)? else {
+                        return Err(StorageError::Corrupt {
+                            path: index_paths(&self.path).0,
+                            position: 0,
+                            reason: "index changed since it was checked".to_string(),
                         });
-                    }
+                    };
+                    *slot = Some(Arc::new(Handles {
+                        base_offset: self.base_offset,
+                        file: Arc::new(file),
+                        index,
+                    }));
                 }
-                if view.base_offset() != self.next_offset {
-                    return Err(StorageError::Corrupt {
-                        path: self.path.clone(),
-                        position: position + used as u64,
-                        reason: format!(
-                            "batch base offset {} where {} was expected",
-                            view.base_offset(),
-                            self.next_offset
-                        ),
-                    });
-                }
-                self.track(&view);
-                used += size;
+                let handles = slot.as_ref().expect("opened above");
+                Ok(HandlesRef::Sealed(Arc::clone(handles)))
             }
-            if used == 0 {
-                // Fewer than 12 bytes left: a torn header.
-                return Ok(ScanEnd::TornTail {
-                    position,
-                    reason: "incomplete batch header".to_string(),
-                });
-            }
-            position += used as u64;
         }
-        Ok(ScanEnd::Clean)
     }
 
-    /// Records a batch that now sits at `self.size` in the file.
-    fn track(&mut self, view: &BatchView<'_>) {
-        let position = self.size;
-        if view.max_timestamp() > self.max_timestamp_ms {
-            self.offset_of_max_timestamp = view.last_offset();
+    /// Closes a sealed segment's handles (they reopen on demand).
+    pub fn close_handles(&mut self) {
+        if let State::Sealed(slot) = &mut self.state {
+            *slot = None;
         }
-        if self.size == 0 || self.bytes_since_index_entry >= self.index_interval_bytes {
-            self.max_timestamp_ms = self.max_timestamp_ms.max(view.max_timestamp());
-            self.index.push(
-                self.relative(view.base_offset()),
-                position as u32,
-                self.max_timestamp_ms,
-            );
-            self.bytes_since_index_entry = 0;
-        } else {
-            self.max_timestamp_ms = self.max_timestamp_ms.max(view.max_timestamp());
-        }
-        self.bytes_since_index_entry += view.size() as u64;
-        self.size += view.size() as u64;
-        self.next_offset = view.last_offset().next();
     }
 
-    fn relative(&self, offset: Offset) -> u32 {
-        let rel = offset.0 - self.base_offset.0;
-        assert!(
-            (0..=i64::from(u32::MAX)).contains(&rel),
-            "offset {offset} is outside segment {}",
-            self.base_offset
-        );
-        rel as u32
+    /// Seals the active segment: trims and syncs its indexes. Returns its file so
+    /// the flusher can sync what was appended last.
+    pub fn seal(&mut self) -> Result<Arc<File>, StorageError> {
+        let state = std::mem::replace(&mut self.state, State::Sealed(None));
+        let State::Active { mut handles, .. } = state else {
+            panic!("sealing segment {} twice", self.path.display());
+        };
+        handles.index.seal()?;
+        let file = Arc::clone(&handles.file);
+        self.state = State::Sealed(Some(Arc::new(handles)));
+        Ok(file)
+    }
+
+    pub fn index_is_full(&self) -> bool {
+        match &self.state {
+            State::Active { handles, .. } => handles.index.is_full(),
+            State::Sealed(_) => true,
+        }
     }
 
     /// Appends one batch whose offsets are already assigned.
@@ -227,58 +426,48 @@ impl Segment {
         let view = BatchView::parse(bytes)?;
         assert_eq!(
             view.base_offset(),
-            self.next_offset,
+            self.summary.next_offset,
             "append out of order in {}",
             self.path.display()
         );
         assert_eq!(view.size(), bytes.len(), "append of a partial batch");
-        self.file
-            .write_all_at(bytes, self.size)
+        let State::Active {
+            handles,
+            bytes_since_index_entry,
+        } = &mut self.state
+        else {
+            panic!("append to sealed segment {}", self.path.display());
+        };
+        handles
+            .file
+            .write_all_at(bytes, self.summary.size)
             .map_err(|e| StorageError::io("write segment", &self.path, e))?;
+        let mut tracker = Tracker {
+            base: self.base_offset,
+            summary: self.summary,
+            index: Some(&mut handles.index),
+            bytes_since_index_entry: *bytes_since_index_entry,
+            interval_bytes: self.config.interval_bytes,
+        };
+        tracker.track(view.base_offset(), view.last_offset(), view.size(), view.max_timestamp());
+        self.summary = tracker.summary;
+        *bytes_since_index_entry = tracker.bytes_since_index_entry;
         self.first_append_ms.get_or_insert(now_ms);
-        self.track(&view);
         Ok(())
     }
 
-    pub fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<(), StorageError> {
-        self.file
-            .read_exact_at(buf, position)
-            .map_err(|e| StorageError::io("read segment", &self.path, e))
-    }
-
-    /// File position of an indexed batch at or before `offset`.
-    pub fn position_for(&self, offset: Offset) -> u64 {
-        u64::from(
-            self.index
-                .position_for(self.relative(offset.max(self.base_offset))),
-        )
-    }
-
-    pub fn position_for_timestamp(&self, timestamp_ms: i64) -> u64 {
-        u64::from(self.index.position_for_timestamp(timestamp_ms))
-    }
-
-    /// Cuts the file at `position` (a batch boundary) whose first offset is `next`.
-    pub fn truncate_to(&mut self, position: u64, next: Offset) -> Result<(), StorageError> {
-        self.file
-            .set_len(position)
-            .map_err(|e| StorageError::io("truncate segment", &self.path, e))?;
-        self.size = position;
-        self.next_offset = next;
-        self.index.truncate_to_position(position as u32);
-        self.bytes_since_index_entry = self.index_interval_bytes;
-        Ok(())
-    }
-
-    /// Finds the file position of the batch that starts at `offset`, by scanning
-    /// headers from the index floor. `None` if no batch starts there.
-    pub fn find_batch_start(&self, offset: Offset) -> Result<Option<u64>, StorageError> {
-        let mut position = self.position_for(offset);
+    /// Finds the file position of the batch that starts at `offset` (`None` if no
+    /// batch starts there).
+    pub fn find_batch_start(&mut self, offset: Offset) -> Result<Option<u64>, StorageError> {
+        let size = self.summary.size;
+        let path = self.path.clone();
+        let h = self.handles()?;
+        let mut position = h.position_for(offset);
         let mut header = [0u8; HEADER_BYTES];
-        while position < self.size {
-            self.read_exact_at(&mut header, position)?;
+        while position < size {
+            read_exact_at(h.file(), &path, &mut header, position)?;
             let view = BatchHeader::parse(&header).map_err(|e| StorageError::Corrupt {
-                path: self.path.clone(),
+                path: path.clone(),
                 position,
                 reason: e.to_string(),
             })?;
@@ -291,5 +480,79 @@ impl Segment {
             position += view.size as u64;
         }
         Ok(None)
+    }
+
+    /// Cuts the segment at `position`, a batch boundary whose offset is `next`; the
+    /// segment becomes the active one again (indexes rebuilt).
+    pub fn truncate_to(&mut self, position: u64, next: Offset) -> Result<(), StorageError> {
+        self.state = State::Sealed(None); // unmap and close before cutting
+        let file = open_rw(&self.path)?;
+        file.set_len(position)
+            .map_err(|e| StorageError::io("truncate segment", &self.path, e))?;
+        drop(file);
+        let (seg, end) = Segment::open_active(self.path.clone(), self.base_offset, self.config)?;
+        if let ScanEnd::TornTail { position, reason } = end {
+            return Err(StorageError::Corrupt {
+                path: self.path.clone(),
+                position,
+                reason,
+            });
+        }
+        assert_eq!(seg.summary.next_offset, next, "truncation point is not a batch boundary");
+        let first_append_ms = self.first_append_ms;
+        *self = seg;
+        self.first_append_ms = first_append_ms;
+        Ok(())
+    }
+
+    /// Deletes the segment's files.
+    pub fn remove(self) -> Result<(), StorageError> {
+        let (index, timeindex) = index_paths(&self.path);
+        let path = self.path.clone();
+        drop(self);
+        for p in [&path, &index, &timeindex] {
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::io("delete segment", p, e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Borrowed or shared handles of a segment.
+#[derive(Debug)]
+pub(crate) enum HandlesRef<'a> {
+    Active(&'a Handles),
+    Sealed(Arc<Handles>),
+}
+
+impl HandlesRef<'_> {
+    fn get(&self) -> &Handles {
+        match self {
+            HandlesRef::Active(h) => h,
+            HandlesRef::Sealed(h) => h,
+        }
+    }
+    pub fn file(&self) -> &File {
+        &self.get().file
+    }
+    pub fn file_arc(&self) -> Arc<File> {
+        Arc::clone(&self.get().file)
+    }
+    pub fn index(&self) -> &SegmentIndex {
+        &self.get().index
+    }
+    /// File position of an indexed batch at or before `offset`; `offset` must not
+    /// be below the segment's base.
+    pub fn position_for(&self, offset: Offset) -> u64 {
+        let base = self.get().base_offset;
+        u64::from(self.index().position_for(relative(base, offset.max(base))))
+    }
+
+    pub fn position_for_timestamp(&self, timestamp_ms: i64) -> u64 {
+        u64::from(self.index().position_for_timestamp(timestamp_ms))
     }
 }

@@ -11,6 +11,7 @@ fn small_config() -> LogConfig {
         segment_bytes: 1024,
         segment_ms: i64::MAX,
         index_interval_bytes: 256,
+        ..LogConfig::default()
     }
 }
 
@@ -26,12 +27,13 @@ fn append(log: &mut PartitionLog, tag: u32, n: usize, ts: i64) -> (Offset, Offse
     log.append(&mut b, LeaderEpoch(3), ts).expect("append")
 }
 
-fn read_all(log: &PartitionLog, from: Offset) -> Vec<(Offset, Offset)> {
+fn read_all(log: &mut PartitionLog, from: Offset) -> Vec<(Offset, Offset)> {
     let mut out = Vec::new();
     let mut next = from;
     loop {
+        let end = log.log_end_offset();
         let r = log
-            .read(next, 1 << 20, log.log_end_offset(), true)
+            .read(next, 1 << 20, end, true)
             .expect("read");
         if r.records.is_empty() {
             return out;
@@ -60,11 +62,11 @@ fn appends_get_dense_offsets_and_read_back_across_segments() {
         ));
     }
     assert!(log.segment_count() > 3, "small segments roll");
-    assert_eq!(read_all(&log, Offset(0)), expected);
+    assert_eq!(read_all(&mut log, Offset(0)), expected);
     // A fetch from the middle of a batch returns that whole batch first.
     let (base, last) = expected[50];
     let mid = Offset((base.0 + last.0 + 1) / 2);
-    assert_eq!(read_all(&log, mid)[0], expected[50]);
+    assert_eq!(read_all(&mut log, mid)[0], expected[50]);
     // The upper bound (high watermark) is never passed.
     let upper = expected[10].1.next();
     let r = log.read(Offset(0), 1 << 20, upper, true).expect("read");
@@ -88,8 +90,8 @@ fn reopen_recovers_the_same_log() {
         log.sync_all().expect("sync");
         v
     };
-    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
-    assert_eq!(read_all(&log, Offset(0)), expected);
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(read_all(&mut log, Offset(0)), expected);
     assert_eq!(log.log_end_offset(), Offset(180));
 }
 
@@ -115,7 +117,7 @@ fn torn_tail_is_cut_on_recovery() {
     let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("recovers");
     assert_eq!(log.log_end_offset(), Offset(20));
     assert_eq!(append(&mut log, 11, 1, 5), (Offset(20), Offset(20)));
-    assert_eq!(read_all(&log, Offset(0)).len(), 11);
+    assert_eq!(read_all(&mut log, Offset(0)).len(), 11);
 }
 
 #[test]
@@ -152,7 +154,7 @@ fn truncate_to_rewinds_offsets_and_files() {
     let cut = offsets[30].0;
     log.truncate_to(cut).expect("truncate");
     assert_eq!(log.log_end_offset(), cut);
-    assert_eq!(read_all(&log, Offset(0)), offsets[..30].to_vec());
+    assert_eq!(read_all(&mut log, Offset(0)), offsets[..30].to_vec());
     assert_eq!(append(&mut log, 7, 1, 5).0, cut);
     drop(log);
     let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
@@ -168,14 +170,15 @@ fn advancing_log_start_deletes_whole_segments_and_persists() {
     log.advance_log_start(offsets[50].0).expect("advance");
     assert!(log.segment_count() < before);
     assert_eq!(log.log_start_offset(), offsets[50].0);
+    let end = log.log_end_offset();
     assert!(matches!(
-        log.read(Offset(0), 100, log.log_end_offset(), true),
+        log.read(Offset(0), 100, end, true),
         Err(StorageError::OffsetOutOfRange { .. })
     ));
     drop(log);
-    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
     assert_eq!(log.log_start_offset(), offsets[50].0);
-    assert_eq!(read_all(&log, offsets[50].0), offsets[50..].to_vec());
+    assert_eq!(read_all(&mut log, offsets[50].0), offsets[50..].to_vec());
 }
 
 #[test]
