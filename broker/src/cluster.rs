@@ -349,7 +349,9 @@ impl Cluster {
     pub fn apply_retention(&self, now_ms: i64) {
         let d = &self.config.log;
         for topic in self.topics() {
-            let retention_ms = topic.configs.i64_or(topic_config::RETENTION_MS, d.retention_ms);
+            let retention_ms = topic
+                .configs
+                .i64_or(topic_config::RETENTION_MS, d.retention_ms);
             let retention_bytes = topic
                 .configs
                 .i64_or(topic_config::RETENTION_BYTES, d.retention_bytes);

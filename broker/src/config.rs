@@ -197,17 +197,30 @@ impl BrokerConfig {
             ));
         }
         if log.index_max_bytes < 12 {
-            return Err(bad("log.index_max_bytes", format!("{} must be at least 12", log.index_max_bytes)));
+            return Err(bad(
+                "log.index_max_bytes",
+                format!("{} must be at least 12", log.index_max_bytes),
+            ));
         }
         if log.flush_messages < 1 || log.flush_ms < 0 {
-            let key = if log.flush_messages < 1 { "log.flush_messages" } else { "log.flush_ms" };
+            let key = if log.flush_messages < 1 {
+                "log.flush_messages"
+            } else {
+                "log.flush_ms"
+            };
             return Err(bad(key, "must be positive".into()));
         }
         if log.retention_check_interval_ms == 0 {
-            return Err(bad("log.retention_check_interval_ms", "must be positive".into()));
+            return Err(bad(
+                "log.retention_check_interval_ms",
+                "must be positive".into(),
+            ));
         }
         if log.open_sealed_segments_max == 0 {
-            return Err(bad("log.open_sealed_segments_max", "must be at least 1".into()));
+            return Err(bad(
+                "log.open_sealed_segments_max",
+                "must be at least 1".into(),
+            ));
         }
         if log.max_message_bytes < 64 {
             return Err(bad(

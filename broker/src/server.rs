@@ -77,7 +77,9 @@ async fn retention_loop(broker: Arc<Broker>) {
     loop {
         tick.tick().await;
         let b = Arc::clone(&broker);
-        if let Err(e) = tokio::task::spawn_blocking(move || b.cluster.apply_retention(b.now_ms())).await {
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || b.cluster.apply_retention(b.now_ms())).await
+        {
             warn!(error = %e, "retention task failed");
         }
     }

@@ -69,7 +69,7 @@ impl EntryFile {
             .metadata()
             .map_err(|e| StorageError::io("stat index", &path, e))?
             .len() as usize;
-        if len % entry_bytes != 0 {
+        if !len.is_multiple_of(entry_bytes) {
             return Ok(None);
         }
         let map = if len == 0 {
@@ -110,7 +110,11 @@ impl EntryFile {
         let Map::Writable(m) = &mut self.map else {
             panic!("push to a sealed index {}", self.path.display());
         };
-        assert!(at + entry.len() <= m.len(), "index {} is full", self.path.display());
+        assert!(
+            at + entry.len() <= m.len(),
+            "index {} is full",
+            self.path.display()
+        );
         m[at..at + entry.len()].copy_from_slice(entry);
         self.entries += 1;
     }
@@ -118,7 +122,8 @@ impl EntryFile {
     /// Trims the file to its entries, syncs it and maps it read-only.
     fn seal(&mut self) -> Result<(), StorageError> {
         if let Map::Writable(m) = &self.map {
-            m.flush().map_err(|e| StorageError::io("sync index", &self.path, e))?;
+            m.flush()
+                .map_err(|e| StorageError::io("sync index", &self.path, e))?;
         }
         self.map = Map::Empty; // unmap before resizing the file
         let file = OpenOptions::new()
@@ -191,7 +196,11 @@ impl SegmentIndex {
             let (a, b) = (self.offset_entry(i - 1), self.offset_entry(i));
             a.0 < b.0 && a.1 < b.1
         }) && (n == 0 || u64::from(self.offset_entry(n - 1).1) < segment_size);
-        let last_offset = if n == 0 { 0 } else { self.offset_entry(n - 1).0 };
+        let last_offset = if n == 0 {
+            0
+        } else {
+            self.offset_entry(n - 1).0
+        };
         let m = self.times.entries;
         let times_ok = (1..m).all(|i| {
             let (a, b) = (self.time_entry(i - 1), self.time_entry(i));
@@ -311,11 +320,20 @@ mod tests {
         assert_eq!(idx.position_for_timestamp(5), 0);
         assert_eq!(idx.position_for_timestamp(40), 4100);
         idx.seal().expect("seal");
-        assert_eq!(std::fs::metadata(log.with_extension("index")).expect("stat").len(), 32);
-        let idx = SegmentIndex::open_sealed(&log, 16000).expect("open").expect("valid");
+        assert_eq!(
+            std::fs::metadata(log.with_extension("index"))
+                .expect("stat")
+                .len(),
+            32
+        );
+        let idx = SegmentIndex::open_sealed(&log, 16000)
+            .expect("open")
+            .expect("valid");
         assert_eq!(idx.position_for(25), 8200);
         assert_eq!(idx.last_timestamp(), Some((50, 30)));
         // Inconsistent with a shorter log: rebuilt by the caller.
-        assert!(SegmentIndex::open_sealed(&log, 12000).expect("open").is_none());
+        assert!(SegmentIndex::open_sealed(&log, 12000)
+            .expect("open")
+            .is_none());
     }
 }

@@ -12,13 +12,20 @@
 //!  sync_target() ──► (files written since the last sync, log end) for the flusher
 //!  open(dir)     ──► headers of sealed segments, CRC32C of the active one, torn tail cut
 //! ```
+//!
+//! [`Log`] states the contract; [`PartitionLog`] (files) and [`MemoryLog`] (the
+//! reference model) implement it and run the same conformance suite.
 
+mod api;
 mod error;
 mod index;
 mod log;
+mod memory;
 mod mmap;
 mod segment;
 
+pub use api::Log;
 pub use error::StorageError;
 pub use log::{LogConfig, PartitionLog, ReadPlan, ReadResult, RetentionOutcome, SyncTarget};
+pub use memory::MemoryLog;
 pub use sluice_protocol::types::{LeaderEpoch, Offset};

@@ -191,6 +191,19 @@ impl PartitionLog {
         }
         let first_base = *log.segments.keys().next().expect("a log has a segment");
         log.log_start = stored_start.unwrap_or(first_base).max(first_base);
+        if log.log_start > log.log_end_offset() {
+            // Only possible if data below the persisted start was lost: those offsets
+            // were deleted anyway, so the log restarts empty at its start.
+            warn!(dir = %log.dir.display(), log_start = %log.log_start, log_end = %log.log_end_offset(),
+                "log ends below its start; restarting it empty at the start");
+            let bases: Vec<Offset> = log.segments.keys().copied().collect();
+            for base in bases {
+                let seg = log.segments.remove(&base).expect("listed above");
+                seg.remove()?;
+            }
+            let start = log.log_start;
+            log.create_segment(start)?;
+        }
         log.sync_requested = log.log_end_offset();
         Ok(log)
     }
@@ -216,7 +229,10 @@ impl PartitionLog {
     }
     /// Segments whose file is open now (the active one and cached sealed ones).
     pub fn open_segment_count(&self) -> usize {
-        self.segments.values().filter(|s| s.has_open_handles()).count()
+        self.segments
+            .values()
+            .filter(|s| s.has_open_handles())
+            .count()
     }
 
     fn active(&self) -> &Segment {
@@ -246,6 +262,14 @@ impl PartitionLog {
         self.sealed_unsynced.push(file);
         self.note_open_sealed(sealed_base);
         self.create_segment(base)
+    }
+
+    /// Seals the active segment and starts the next one (nothing when it is empty).
+    pub fn roll_segment(&mut self) -> Result<(), StorageError> {
+        if self.active().summary.size == 0 {
+            return Ok(());
+        }
+        self.roll()
     }
 
     /// Records that a sealed segment's handles are open, closing the least recently
@@ -419,7 +443,12 @@ impl PartitionLog {
         self.segments
             .values()
             .filter(|s| s.summary.size > 0 && s.summary.next_offset > self.log_start)
-            .map(|s| (s.summary.max_timestamp_ms, s.summary.offset_of_max_timestamp))
+            .map(|s| {
+                (
+                    s.summary.max_timestamp_ms,
+                    s.summary.offset_of_max_timestamp,
+                )
+            })
             .reduce(|a, b| if b.0 > a.0 { b } else { a })
     }
 
@@ -493,6 +522,9 @@ impl PartitionLog {
         if offset == self.log_end_offset() && self.active().summary.size > 0 {
             self.roll()?;
         }
+        // The start never passes durable data: a crash must not leave a log whose
+        // recovered end is below its persisted start.
+        self.sync_files()?;
         write_log_start(&self.dir, offset)?;
         self.log_start = offset;
         let doomed: Vec<Offset> = self
@@ -563,6 +595,17 @@ impl PartitionLog {
         self.unsynced_records = 0;
         self.unsynced_since_ms = None;
         Some(SyncTarget { files, end })
+    }
+
+    /// Syncs every file written since the last sync target without taking one, so
+    /// the flusher still commits what it has not synced itself.
+    fn sync_files(&mut self) -> Result<(), StorageError> {
+        let active = self.active_mut().handles()?.file_arc();
+        for f in self.sealed_unsynced.iter().chain(std::iter::once(&active)) {
+            f.sync_data()
+                .map_err(|e| StorageError::io("sync segment", &self.dir, e))?;
+        }
+        Ok(())
     }
 
     /// Syncs everything appended so far (used at shutdown and in tests).

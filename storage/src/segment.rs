@@ -133,7 +133,12 @@ fn file_len(file: &File, path: &Path) -> Result<u64, StorageError> {
         .len())
 }
 
-fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], position: u64) -> Result<(), StorageError> {
+fn read_exact_at(
+    file: &File,
+    path: &Path,
+    buf: &mut [u8],
+    position: u64,
+) -> Result<(), StorageError> {
     file.read_exact_at(buf, position)
         .map_err(|e| StorageError::io("read segment", path, e))
 }
@@ -211,7 +216,12 @@ fn scan(
                     ),
                 });
             }
-            tracker.track(view.base_offset(), view.last_offset(), size, view.max_timestamp());
+            tracker.track(
+                view.base_offset(),
+                view.last_offset(),
+                size,
+                view.max_timestamp(),
+            );
             used += size;
         }
         if used == 0 {
@@ -236,7 +246,11 @@ fn empty_summary(base: Offset) -> Summary {
 
 impl Segment {
     /// Creates an empty active segment.
-    pub fn create(dir: &Path, base_offset: Offset, config: IndexConfig) -> Result<Self, StorageError> {
+    pub fn create(
+        dir: &Path,
+        base_offset: Offset,
+        config: IndexConfig,
+    ) -> Result<Self, StorageError> {
         let path = dir.join(segment_file_name(base_offset));
         let file = OpenOptions::new()
             .read(true)
@@ -301,7 +315,11 @@ impl Segment {
     /// Opens a sealed segment: its indexes are used if consistent and rebuilt from
     /// the batch headers otherwise; the batches after the last index entry are read
     /// to learn the segment's end. Handles are closed again afterwards.
-    pub fn open_sealed(path: PathBuf, base_offset: Offset, config: IndexConfig) -> Result<Self, StorageError> {
+    pub fn open_sealed(
+        path: PathBuf,
+        base_offset: Offset,
+        config: IndexConfig,
+    ) -> Result<Self, StorageError> {
         let file = open_rw(&path)?;
         let len = file_len(&file, &path)?;
         let corrupt = |position: u64, reason: String| StorageError::Corrupt {
@@ -327,7 +345,9 @@ impl Segment {
                 };
                 match scan(&file, &path, u64::from(position), len, false, &mut tracker)? {
                     ScanEnd::Clean => tracker.summary,
-                    ScanEnd::TornTail { position, reason } => return Err(corrupt(position, reason)),
+                    ScanEnd::TornTail { position, reason } => {
+                        return Err(corrupt(position, reason))
+                    }
                 }
             }
             None => {
@@ -375,7 +395,8 @@ impl Segment {
             State::Sealed(slot) => {
                 if slot.is_none() {
                     let file = open_rw(&self.path)?;
-                    let Some(index) = SegmentIndex::open_sealed(&self.path, self.summary.size)? else {
+                    let Some(index) = SegmentIndex::open_sealed(&self.path, self.summary.size)?
+                    else {
                         return Err(StorageError::Corrupt {
                             path: index_paths(&self.path).0,
                             position: 0,
@@ -449,7 +470,12 @@ impl Segment {
             bytes_since_index_entry: *bytes_since_index_entry,
             interval_bytes: self.config.interval_bytes,
         };
-        tracker.track(view.base_offset(), view.last_offset(), view.size(), view.max_timestamp());
+        tracker.track(
+            view.base_offset(),
+            view.last_offset(),
+            view.size(),
+            view.max_timestamp(),
+        );
         self.summary = tracker.summary;
         *bytes_since_index_entry = tracker.bytes_since_index_entry;
         self.first_append_ms.get_or_insert(now_ms);
@@ -498,7 +524,10 @@ impl Segment {
                 reason,
             });
         }
-        assert_eq!(seg.summary.next_offset, next, "truncation point is not a batch boundary");
+        assert_eq!(
+            seg.summary.next_offset, next,
+            "truncation point is not a batch boundary"
+        );
         let first_append_ms = self.first_append_ms;
         *self = seg;
         self.first_append_ms = first_append_ms;

@@ -32,9 +32,7 @@ fn read_all(log: &mut PartitionLog, from: Offset) -> Vec<(Offset, Offset)> {
     let mut next = from;
     loop {
         let end = log.log_end_offset();
-        let r = log
-            .read(next, 1 << 20, end, true)
-            .expect("read");
+        let r = log.read(next, 1 << 20, end, true).expect("read");
         if r.records.is_empty() {
             return out;
         }
@@ -217,4 +215,157 @@ fn sync_target_covers_sealed_segments_once() {
     assert!(log.sync_target().is_none());
     let b = batch(1, 1, 1);
     assert!(BatchView::parse(&b).is_ok());
+}
+
+fn segment_files(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn missing_and_corrupt_indexes_are_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected: Vec<_> = {
+        let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+        let v = (0..80)
+            .map(|i| append(&mut log, i, 2, 100 + i64::from(i)))
+            .collect();
+        log.sync_all().expect("sync");
+        v
+    };
+    let indexes = segment_files(dir.path(), "index");
+    assert!(indexes.len() > 3);
+    // One sealed index is gone, another is garbage, a time index is torn.
+    std::fs::remove_file(&indexes[0]).expect("remove");
+    std::fs::write(&indexes[1], [0xab; 24]).expect("corrupt");
+    let times = segment_files(dir.path(), "timeindex");
+    std::fs::write(&times[2], [1, 2, 3]).expect("tear");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("recovers");
+    assert_eq!(read_all(&mut log, Offset(0)), expected);
+    assert_eq!(
+        log.offset_for_timestamp(150).expect("lookup"),
+        Some((expected[50].0, 150))
+    );
+    assert!(indexes[0].exists(), "the missing index was rewritten");
+    assert_eq!(std::fs::metadata(&indexes[1]).expect("stat").len() % 8, 0);
+}
+
+#[test]
+fn sealed_indexes_are_trimmed_and_active_ones_preallocated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    for i in 0..40 {
+        append(&mut log, i, 2, 5);
+    }
+    let indexes = segment_files(dir.path(), "index");
+    let (active, sealed) = indexes.split_last().expect("segments");
+    for p in sealed {
+        let len = std::fs::metadata(p).expect("stat").len();
+        assert!(
+            len > 0 && len < 200,
+            "sealed index {} is {len} bytes",
+            p.display()
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(active).expect("stat").len(),
+        LogConfig::default().index_max_bytes
+    );
+}
+
+#[test]
+fn open_sealed_segments_stay_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        open_sealed_segments_max: 3,
+        ..small_config()
+    };
+    let mut log = PartitionLog::open(dir.path(), config).expect("open");
+    for i in 0..300 {
+        append(&mut log, i, 2, 5);
+    }
+    assert!(log.segment_count() > 20);
+    assert!(log.open_segment_count() <= 4);
+    read_all(&mut log, Offset(0));
+    assert!(
+        log.open_segment_count() <= 4,
+        "reads reopen and close sealed segments"
+    );
+    let log = PartitionLog::open(dir.path(), config).expect("reopen");
+    assert_eq!(
+        log.open_segment_count(),
+        1,
+        "only the active segment is open after start"
+    );
+}
+
+#[test]
+fn time_retention_deletes_expired_segments_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let old: Vec<_> = (0..30).map(|i| append(&mut log, i, 2, 1_000)).collect();
+    log.roll_segment().expect("roll");
+    let new: Vec<_> = (0..30).map(|i| append(&mut log, i, 2, 50_000)).collect();
+    let outcome = log.apply_retention(60_000, 30_000, -1).expect("retention");
+    assert!(outcome.segments_deleted > 0);
+    assert_eq!(
+        log.log_start_offset(),
+        new[0].0,
+        "exactly the expired segments went"
+    );
+    assert_eq!(read_all(&mut log, new[0].0), new);
+    assert!(old.iter().all(|(_, last)| *last < log.log_start_offset()));
+    // Everything expired: the active segment rolls and goes too; appends continue.
+    log.apply_retention(200_000, 30_000, -1).expect("retention");
+    assert_eq!(log.log_start_offset(), log.log_end_offset());
+    let next = log.log_end_offset();
+    assert_eq!(append(&mut log, 1, 1, 200_000).0, next);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.log_start_offset(), next);
+}
+
+#[test]
+fn size_retention_keeps_the_newest_bytes_and_the_active_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    for i in 0..200 {
+        append(&mut log, i, 2, 5);
+    }
+    let before = log.size_bytes();
+    log.apply_retention(10, -1, 3000).expect("retention");
+    let after = log.size_bytes();
+    assert!(
+        after < before && after >= 3000 - 1024,
+        "{before} -> {after}"
+    );
+    log.apply_retention(10, -1, 0).expect("retention");
+    assert_eq!(
+        log.segment_count(),
+        1,
+        "the active segment is never removed by size"
+    );
+}
+
+#[test]
+fn flush_messages_and_flush_ms_signal_a_due_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        flush_messages: 5,
+        flush_ms: 1000,
+        ..small_config()
+    };
+    let mut log = PartitionLog::open(dir.path(), config).expect("open");
+    append(&mut log, 1, 2, 100);
+    assert!(!log.flush_due(100));
+    assert!(log.flush_due(1100), "flush.ms elapsed");
+    append(&mut log, 2, 3, 200);
+    assert!(log.flush_due(200), "flush.messages reached");
+    log.sync_target().expect("dirty");
+    assert!(!log.flush_due(5000), "nothing unsynced");
 }

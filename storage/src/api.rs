@@ -1,0 +1,86 @@
+//! The contract every partition log keeps.
+
+use sluice_protocol::types::{LeaderEpoch, Offset};
+
+use crate::{ReadResult, RetentionOutcome, StorageError};
+
+/// A partition log: v2 record batches at dense offsets.
+///
+/// ### To ensure correctness, an implementation guarantees:
+/// - `append` places the batch at the log end, patches its `baseOffset` and leader
+///   epoch (and nothing else), and returns its (base, last) offsets; offsets are
+///   dense from `log_start_offset` to `log_end_offset`, with no hole.
+/// - `read(offset, ..)` returns whole batches exactly as appended, starting with
+///   the batch that holds `offset`, stopping before the first batch whose last
+///   offset is >= `upper` and before `max_bytes` (but with at least one batch when
+///   `min_one_batch` and one is below `upper`). It may return fewer batches than
+///   fit (a file log stops at the end of a segment), never none when a batch is
+///   readable and `min_one_batch` is set. An offset outside `[log_start, log_end]`
+///   is `OffsetOutOfRange`.
+/// - `truncate_to(next)` removes every batch at or after `next` (a batch boundary
+///   at or above the log start); the next append gets offset `next`.
+/// - `advance_log_start(offset)` makes offsets below `offset` unreadable; it never
+///   moves the start backwards nor past the log end.
+/// - `offset_for_timestamp(ts)` is the first batch whose max timestamp is >= `ts`
+///   (its base offset, clamped to the log start, and that max timestamp).
+pub trait Log {
+    fn log_start_offset(&self) -> Offset;
+    fn log_end_offset(&self) -> Offset;
+    fn append(
+        &mut self,
+        batch: &mut [u8],
+        epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<(Offset, Offset), StorageError>;
+    fn read(
+        &mut self,
+        offset: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, StorageError>;
+    fn offset_for_timestamp(
+        &mut self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(Offset, i64)>, StorageError>;
+    fn truncate_to(&mut self, next: Offset) -> Result<(), StorageError>;
+    fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError>;
+}
+
+impl Log for crate::PartitionLog {
+    fn log_start_offset(&self) -> Offset {
+        self.log_start_offset()
+    }
+    fn log_end_offset(&self) -> Offset {
+        self.log_end_offset()
+    }
+    fn append(
+        &mut self,
+        batch: &mut [u8],
+        epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<(Offset, Offset), StorageError> {
+        self.append(batch, epoch, now_ms)
+    }
+    fn read(
+        &mut self,
+        offset: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, StorageError> {
+        self.read(offset, max_bytes, upper, min_one_batch)
+    }
+    fn offset_for_timestamp(
+        &mut self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(Offset, i64)>, StorageError> {
+        self.offset_for_timestamp(timestamp_ms)
+    }
+    fn truncate_to(&mut self, next: Offset) -> Result<(), StorageError> {
+        self.truncate_to(next)
+    }
+    fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError> {
+        self.advance_log_start(offset)
+    }
+}

@@ -1,0 +1,147 @@
+//! A partition log held in memory: the reference model for the randomized tests
+//! and the simplest implementation of [`Log`].
+
+use bytes::Bytes;
+use sluice_protocol::batch::{self, BatchView};
+use sluice_protocol::types::{LeaderEpoch, Offset};
+
+use crate::{Log, ReadResult, RetentionOutcome, StorageError};
+
+#[derive(Debug, Clone)]
+struct Stored {
+    base: Offset,
+    last: Offset,
+    max_timestamp_ms: i64,
+    bytes: Bytes,
+}
+
+/// An in-memory [`Log`].
+#[derive(Debug, Clone, Default)]
+pub struct MemoryLog {
+    batches: Vec<Stored>,
+    log_start: Offset,
+    log_end: Offset,
+}
+
+impl MemoryLog {
+    pub fn new() -> Self {
+        MemoryLog::default()
+    }
+
+    /// Offsets at which a batch starts, from the log start on, plus the log end:
+    /// the valid truncation points.
+    pub fn batch_boundaries(&self) -> Vec<Offset> {
+        let mut v: Vec<Offset> = self
+            .batches
+            .iter()
+            .filter(|b| b.base >= self.log_start)
+            .map(|b| b.base)
+            .collect();
+        v.push(self.log_end);
+        v
+    }
+
+    /// Sizes and offsets of the stored batches: (base, last, bytes).
+    pub fn batches(&self) -> impl Iterator<Item = (Offset, Offset, usize)> + '_ {
+        self.batches.iter().map(|b| (b.base, b.last, b.bytes.len()))
+    }
+}
+
+impl Log for MemoryLog {
+    fn log_start_offset(&self) -> Offset {
+        self.log_start
+    }
+    fn log_end_offset(&self) -> Offset {
+        self.log_end
+    }
+
+    fn append(
+        &mut self,
+        batch: &mut [u8],
+        epoch: LeaderEpoch,
+        _now_ms: i64,
+    ) -> Result<(Offset, Offset), StorageError> {
+        BatchView::parse(batch)?;
+        let base = self.log_end;
+        let last = batch::assign_offsets(batch, base, epoch);
+        let view = BatchView::parse(batch)?;
+        self.batches.push(Stored {
+            base,
+            last,
+            max_timestamp_ms: view.max_timestamp(),
+            bytes: Bytes::copy_from_slice(batch),
+        });
+        self.log_end = last.next();
+        Ok((base, last))
+    }
+
+    fn read(
+        &mut self,
+        offset: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, StorageError> {
+        if offset < self.log_start || offset > self.log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start,
+                log_end: self.log_end,
+            });
+        }
+        let mut out = Vec::new();
+        let mut next = offset;
+        for b in self.batches.iter().filter(|b| b.last >= offset) {
+            if b.last >= upper {
+                break;
+            }
+            let fits = out.len() + b.bytes.len() <= max_bytes;
+            if !(fits || (out.is_empty() && min_one_batch)) {
+                break;
+            }
+            out.extend_from_slice(&b.bytes);
+            next = b.last.next();
+        }
+        Ok(ReadResult {
+            records: Bytes::from(out),
+            next_offset: next,
+        })
+    }
+
+    fn offset_for_timestamp(
+        &mut self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(Offset, i64)>, StorageError> {
+        Ok(self
+            .batches
+            .iter()
+            .find(|b| b.max_timestamp_ms >= timestamp_ms && b.last >= self.log_start)
+            .map(|b| (b.base.max(self.log_start), b.max_timestamp_ms)))
+    }
+
+    fn truncate_to(&mut self, next: Offset) -> Result<(), StorageError> {
+        if next >= self.log_end {
+            return Ok(());
+        }
+        assert!(
+            next >= self.log_start,
+            "truncate_to({next}) below the log start"
+        );
+        assert!(
+            self.batches.iter().any(|b| b.base == next),
+            "truncate_to({next}) is not a batch boundary"
+        );
+        self.batches.retain(|b| b.base < next);
+        self.log_end = next;
+        Ok(())
+    }
+
+    fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError> {
+        let offset = offset.min(self.log_end);
+        if offset > self.log_start {
+            self.log_start = offset;
+            self.batches.retain(|b| b.last >= offset);
+        }
+        Ok(RetentionOutcome::default())
+    }
+}

@@ -1,0 +1,183 @@
+//! One suite, every implementation of [`Log`]: the file log (with tiny segments so
+//! every check crosses segment boundaries) and the in-memory reference log.
+
+use sluice_protocol::batch::{build_batch, Batches};
+use sluice_storage::{LeaderEpoch, Log, LogConfig, MemoryLog, Offset, PartitionLog, StorageError};
+
+fn batch(records: usize, ts: i64, tag: u8) -> Vec<u8> {
+    let value = [tag; 40];
+    let kv: Vec<_> = (0..records).map(|_| (None, Some(&value[..]))).collect();
+    build_batch(ts, &kv)
+}
+
+fn append(log: &mut dyn Log, records: usize, ts: i64) -> (Offset, Offset) {
+    let mut b = batch(records, ts, records as u8);
+    log.append(&mut b, LeaderEpoch(2), ts).expect("append")
+}
+
+fn batches_of(bytes: &[u8]) -> Vec<(Offset, Offset)> {
+    Batches::new(bytes)
+        .map(|b| {
+            let b = b.expect("whole batches");
+            b.verify_crc().expect("CRC intact");
+            assert_eq!(b.leader_epoch(), LeaderEpoch(2));
+            (b.base_offset(), b.last_offset())
+        })
+        .collect()
+}
+
+fn read_up_to(log: &mut dyn Log, from: Offset, upper: Offset) -> Vec<(Offset, Offset)> {
+    let (mut next, mut out) = (from, Vec::new());
+    loop {
+        let r = log.read(next, 1000, upper, true).expect("read");
+        if r.records.is_empty() {
+            return out;
+        }
+        let got = batches_of(&r.records);
+        assert!(
+            got.iter().all(|(_, last)| *last < upper),
+            "read past the upper bound"
+        );
+        out.extend(got);
+        next = r.next_offset;
+    }
+}
+
+fn read_everything(log: &mut dyn Log, from: Offset) -> Vec<(Offset, Offset)> {
+    let end = log.log_end_offset();
+    let out = read_up_to(log, from, end);
+    assert_eq!(
+        out.last().map(|b| b.1.next()),
+        Some(end),
+        "reads stopped short of the end"
+    );
+    out
+}
+
+fn dense_offsets(log: &mut dyn Log) {
+    let mut expected = Vec::new();
+    for i in 0..60 {
+        let got = append(log, 1 + i % 4, 1000 + i as i64);
+        if let Some((_, last)) = expected.last().copied() {
+            assert_eq!(got.0, Offset::next(last));
+        }
+        expected.push(got);
+    }
+    assert_eq!(log.log_start_offset(), Offset(0));
+    assert_eq!(read_everything(log, Offset(0)), expected);
+}
+
+fn read_rules(log: &mut dyn Log) {
+    let all: Vec<_> = (0..30).map(|i| append(log, 3, i)).collect();
+    let end = log.log_end_offset();
+    // Mid-batch offset: the whole batch that holds it comes first.
+    let r = log.read(Offset(4), 1 << 20, end, true).expect("read");
+    assert_eq!(batches_of(&r.records)[0], all[1]);
+    // Upper bound: nothing at or past it.
+    assert_eq!(read_up_to(log, Offset(0), all[5].1), all[..5].to_vec());
+    // Byte limit: whole batches only; at least one with min_one_batch.
+    let r = log.read(Offset(0), 1, end, true).expect("read");
+    assert_eq!(batches_of(&r.records), vec![all[0]]);
+    assert!(log
+        .read(Offset(0), 1, end, false)
+        .expect("read")
+        .records
+        .is_empty());
+    // At the end: empty. Beyond: out of range.
+    let r = log.read(end, 1 << 20, end, true).expect("read");
+    assert!(r.records.is_empty());
+    assert_eq!(r.next_offset, end);
+    assert!(matches!(
+        log.read(Offset(end.0 + 1), 100, end, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+}
+
+fn truncation(log: &mut dyn Log) {
+    let all: Vec<_> = (0..40).map(|i| append(log, 2, i)).collect();
+    log.truncate_to(all[25].0).expect("truncate");
+    assert_eq!(log.log_end_offset(), all[25].0);
+    assert_eq!(read_everything(log, Offset(0)), all[..25].to_vec());
+    assert_eq!(append(log, 5, 99).0, all[25].0);
+    log.truncate_to(all[0].0).expect("truncate to the start");
+    assert_eq!(log.log_end_offset(), Offset(0));
+    assert_eq!(append(log, 1, 1), (Offset(0), Offset(0)));
+}
+
+fn log_start(log: &mut dyn Log) {
+    let all: Vec<_> = (0..40).map(|i| append(log, 2, i)).collect();
+    log.advance_log_start(all[20].0).expect("advance");
+    assert_eq!(log.log_start_offset(), all[20].0);
+    assert!(matches!(
+        log.read(Offset(0), 100, log.log_end_offset(), true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(read_everything(log, all[20].0), all[20..].to_vec());
+    log.advance_log_start(Offset(3))
+        .expect("backwards is a no-op");
+    assert_eq!(log.log_start_offset(), all[20].0);
+    let end = log.log_end_offset();
+    log.advance_log_start(Offset(end.0 + 50)).expect("clamped");
+    assert_eq!(log.log_start_offset(), end);
+    assert_eq!(append(log, 1, 1).0, end);
+}
+
+fn timestamps(log: &mut dyn Log) {
+    let all: Vec<_> = (0..30).map(|i| append(log, 2, 1000 + 10 * i)).collect();
+    assert_eq!(
+        log.offset_for_timestamp(0).expect("ts"),
+        Some((Offset(0), 1000))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1155).expect("ts"),
+        Some((all[16].0, 1160))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1160).expect("ts"),
+        Some((all[16].0, 1160))
+    );
+    assert_eq!(log.offset_for_timestamp(5000).expect("ts"), None);
+    log.advance_log_start(Offset(all[20].0 .0 + 1))
+        .expect("advance");
+    assert_eq!(
+        log.offset_for_timestamp(0).expect("ts"),
+        Some((Offset(all[20].0 .0 + 1), 1200)),
+        "clamped to the log start"
+    );
+}
+
+/// A named check that any [`Log`] must pass.
+type Check = (&'static str, fn(&mut dyn Log));
+
+const CHECKS: &[Check] = &[
+    ("dense_offsets", dense_offsets),
+    ("read_rules", read_rules),
+    ("truncation", truncation),
+    ("log_start", log_start),
+    ("timestamps", timestamps),
+];
+
+#[test]
+fn memory_log_conforms() {
+    for (name, check) in CHECKS {
+        println!("memory log: {name}");
+        check(&mut MemoryLog::new());
+    }
+}
+
+#[test]
+fn partition_log_conforms() {
+    for (name, check) in CHECKS {
+        println!("partition log: {name}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = LogConfig {
+            segment_bytes: 700,
+            index_interval_bytes: 200,
+            open_sealed_segments_max: 2,
+            ..LogConfig::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), config).expect("open");
+        check(&mut log);
+        assert!(log.open_segment_count() <= 3, "open handles stay bounded");
+    }
+}
