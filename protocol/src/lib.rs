@@ -16,6 +16,8 @@
 //! - [`codec`]: request header + body decoding, response encoding with the right
 //!   header version (ApiVersions always answers with a v0 header), KIP-511 fallback.
 //! - [`batch`]: the RecordBatch v2 header view and its validation.
+//! - [`compression`]: gzip, snappy (raw and xerial), LZ4 (Kafka frames) and zstd.
+//! - [`records`]: the records inside a batch, for the few paths that need them.
 //! - [`legacy`]: answers for Produce v0-v2, which we advertise but cannot store.
 //! - [`types`]: newtypes that keep offsets, epochs and ids apart.
 //! - [`alloc`]: the global allocator that keeps impossible wire counts from
@@ -24,6 +26,8 @@
 pub mod alloc;
 pub mod batch;
 pub mod codec;
+pub mod compression;
+pub mod records;
 pub mod error;
 pub mod frame;
 pub mod legacy;

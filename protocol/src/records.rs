@@ -1,0 +1,199 @@
+//! The records inside a v2 batch. The produce and fetch paths never come here;
+//! compaction and re-encoding do.
+//!
+//! ```text
+//! record: length varint | attributes i8 | timestampDelta varlong | offsetDelta varint
+//!         | keyLength varint | key | valueLength varint | value | headers
+//! ```
+
+use crate::batch::{BatchView, Compression, HEADER_BYTES};
+use crate::compression::{self, CompressionError};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordsError {
+    #[error("malformed record {index}: {reason}")]
+    Malformed { index: usize, reason: &'static str },
+    #[error("batch declares {declared} records, holds {found}")]
+    Count { declared: i32, found: usize },
+    #[error(transparent)]
+    Compression(#[from] CompressionError),
+}
+
+/// One record, borrowed from the decompressed records section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// The whole record, length prefix included: copy it to keep the record.
+    pub raw: &'a [u8],
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn varlong(&mut self) -> Option<i64> {
+        let mut raw: u64 = 0;
+        for shift in (0..70).step_by(7) {
+            let b = *self.bytes.get(self.at)?;
+            self.at += 1;
+            if shift == 63 && b > 1 {
+                return None;
+            }
+            raw |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
+        None
+    }
+
+    fn varint(&mut self) -> Option<i32> {
+        self.varlong().and_then(|v| i32::try_from(v).ok())
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+
+    fn nullable(&mut self) -> Option<Option<&'a [u8]>> {
+        match self.varint()? {
+            -1 => Some(None),
+            n if n >= 0 => self.take(n as usize).map(Some),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `count` records from a decompressed records section.
+pub fn parse_records(data: &[u8], count: i32) -> Result<Vec<RecordView<'_>>, RecordsError> {
+    let mut out = Vec::with_capacity((count.max(0) as usize).min(data.len()));
+    let mut c = Cursor { bytes: data, at: 0 };
+    while c.at < data.len() {
+        let index = out.len();
+        let bad = |reason| RecordsError::Malformed { index, reason };
+        let start = c.at;
+        let len = c.varint().ok_or(bad("bad length"))?;
+        if len < 0 {
+            return Err(bad("negative length"));
+        }
+        let body = c.take(len as usize).ok_or(bad("truncated"))?;
+        let raw = &data[start..c.at];
+        let mut r = Cursor { bytes: body, at: 0 };
+        let _attributes = r.take(1).ok_or(bad("no attributes"))?;
+        let timestamp_delta = r.varlong().ok_or(bad("bad timestamp delta"))?;
+        let offset_delta = r.varint().ok_or(bad("bad offset delta"))?;
+        let key = r.nullable().ok_or(bad("bad key"))?;
+        let value = r.nullable().ok_or(bad("bad value"))?;
+        let headers = r.varint().ok_or(bad("bad header count"))?;
+        for _ in 0..headers.max(0) {
+            r.nullable().ok_or(bad("bad header key"))?;
+            r.nullable().ok_or(bad("bad header value"))?;
+        }
+        if r.at != body.len() {
+            return Err(bad("length does not match the fields"));
+        }
+        out.push(RecordView {
+            raw,
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+        });
+    }
+    if out.len() != count.max(0) as usize {
+        return Err(RecordsError::Count {
+            declared: count,
+            found: out.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// The decompressed records section of a batch, at most `limit` bytes.
+pub fn records_data(batch: &BatchView<'_>, limit: usize) -> Result<Vec<u8>, RecordsError> {
+    let codec = batch
+        .compression()
+        .map_err(|_| RecordsError::Malformed {
+            index: 0,
+            reason: "unknown compression codec",
+        })?;
+    Ok(compression::decompress(codec, &batch.bytes()[HEADER_BYTES..], limit)?)
+}
+
+/// Builds a batch that keeps `kept` (records of `original`, in order) and
+/// everything else of its header: base offset, lastOffsetDelta, producer id,
+/// epoch and base sequence stay, so offsets and producer state are unchanged.
+/// Records are compressed with the original codec and the CRC is recomputed.
+pub fn rebuild_batch(original: &BatchView<'_>, kept: &[RecordView<'_>]) -> Vec<u8> {
+    let codec = original.compression().unwrap_or(Compression::None);
+    let mut plain = Vec::with_capacity(kept.iter().map(|r| r.raw.len()).sum());
+    for r in kept {
+        plain.extend_from_slice(r.raw);
+    }
+    let body = compression::compress(codec, &plain);
+    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
+    out.extend_from_slice(&original.bytes()[..HEADER_BYTES]);
+    out.extend_from_slice(&body);
+    let batch_length = (out.len() - crate::batch::LOG_OVERHEAD_BYTES) as i32;
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    if !original.is_log_append_time() {
+        let max_ts = kept
+            .iter()
+            .map(|r| original.base_timestamp() + r.timestamp_delta)
+            .max()
+            .unwrap_or(original.max_timestamp());
+        out[35..43].copy_from_slice(&max_ts.to_be_bytes());
+    }
+    out[57..61].copy_from_slice(&(kept.len() as i32).to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::build_batch;
+
+    #[test]
+    fn parses_records_and_rebuilds_a_subset() {
+        let bytes = build_batch(
+            1000,
+            &[
+                (Some(b"a"), Some(b"1")),
+                (Some(b"b"), None),
+                (None, Some(b"3")),
+            ],
+        );
+        let view = BatchView::parse(&bytes).expect("batch");
+        let data = records_data(&view, 1 << 20).expect("data");
+        let records = parse_records(&data, view.record_count()).expect("records");
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].key, Some(&b"a"[..]));
+        assert_eq!(records[1].value, None, "tombstone");
+        assert_eq!(records[2].offset_delta, 2);
+
+        let rebuilt = rebuild_batch(&view, &[records[0], records[2]]);
+        let v = BatchView::parse(&rebuilt).expect("rebuilt batch");
+        v.verify_crc().expect("CRC recomputed");
+        assert_eq!(v.record_count(), 2);
+        assert_eq!(v.last_offset_delta(), 2, "lastOffsetDelta kept");
+        let data = records_data(&v, 1 << 20).expect("data");
+        let kept = parse_records(&data, 2).expect("records");
+        assert_eq!(kept[1].offset_delta, 2, "offsets of kept records unchanged");
+    }
+
+    #[test]
+    fn malformed_records_are_errors() {
+        assert!(parse_records(&[0x7f], 1).is_err());
+        assert!(parse_records(&[2, 0], 1).is_err());
+        assert!(matches!(parse_records(&[], 1), Err(RecordsError::Count { .. })));
+    }
+}
