@@ -16,10 +16,7 @@ const XERIAL_CHUNK_BYTES: usize = 32 << 10;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CompressionError {
     #[error("{codec:?} data is corrupt: {reason}")]
-    Corrupt {
-        codec: Compression,
-        reason: String,
-    },
+    Corrupt { codec: Compression, reason: String },
     #[error("{codec:?} data inflates past the limit of {limit} bytes")]
     TooLarge { codec: Compression, limit: usize },
 }
@@ -32,7 +29,11 @@ fn corrupt(codec: Compression, e: impl std::fmt::Display) -> CompressionError {
 }
 
 /// Reads a decoder to the end, failing once more than `limit` bytes come out.
-fn read_bounded(codec: Compression, reader: impl Read, limit: usize) -> Result<Vec<u8>, CompressionError> {
+fn read_bounded(
+    codec: Compression,
+    reader: impl Read,
+    limit: usize,
+) -> Result<Vec<u8>, CompressionError> {
     let mut out = Vec::new();
     let read = reader
         .take(limit as u64 + 1)
@@ -45,7 +46,11 @@ fn read_bounded(codec: Compression, reader: impl Read, limit: usize) -> Result<V
 }
 
 /// Decompresses the records section of a batch.
-pub fn decompress(codec: Compression, data: &[u8], limit: usize) -> Result<Vec<u8>, CompressionError> {
+pub fn decompress(
+    codec: Compression,
+    data: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, CompressionError> {
     match codec {
         Compression::None => {
             if data.len() > limit {
@@ -157,18 +162,29 @@ mod tests {
 
     #[test]
     fn every_codec_round_trips() {
-        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_be_bytes()).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_be_bytes())
+            .collect();
         for codec in ALL {
             let packed = compress(codec, &data);
-            assert_eq!(decompress(codec, &packed, 1 << 20).expect("inflate"), data, "{codec:?}");
+            assert_eq!(
+                decompress(codec, &packed, 1 << 20).expect("inflate"),
+                data,
+                "{codec:?}"
+            );
         }
     }
 
     #[test]
     fn raw_snappy_is_read_too() {
         let data = b"librdkafka writes raw snappy blocks".repeat(50);
-        let raw = snap::raw::Encoder::new().compress_vec(&data).expect("compress");
-        assert_eq!(decompress(Compression::Snappy, &raw, 1 << 20).expect("inflate"), data);
+        let raw = snap::raw::Encoder::new()
+            .compress_vec(&data)
+            .expect("compress");
+        assert_eq!(
+            decompress(Compression::Snappy, &raw, 1 << 20).expect("inflate"),
+            data
+        );
     }
 
     #[test]
@@ -181,8 +197,16 @@ mod tests {
                 Err(CompressionError::TooLarge { codec, limit: 1000 })
             );
         }
-        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
-            assert!(decompress(codec, b"definitely not compressed", 1000).is_err(), "{codec:?}");
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            assert!(
+                decompress(codec, b"definitely not compressed", 1000).is_err(),
+                "{codec:?}"
+            );
         }
     }
 

@@ -27,10 +27,10 @@ pub mod alloc;
 pub mod batch;
 pub mod codec;
 pub mod compression;
-pub mod records;
 pub mod error;
 pub mod frame;
 pub mod legacy;
+pub mod records;
 pub mod types;
 
 pub use error::{BatchError, CodecError, FrameError};

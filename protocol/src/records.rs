@@ -118,13 +118,15 @@ pub fn parse_records(data: &[u8], count: i32) -> Result<Vec<RecordView<'_>>, Rec
 
 /// The decompressed records section of a batch, at most `limit` bytes.
 pub fn records_data(batch: &BatchView<'_>, limit: usize) -> Result<Vec<u8>, RecordsError> {
-    let codec = batch
-        .compression()
-        .map_err(|_| RecordsError::Malformed {
-            index: 0,
-            reason: "unknown compression codec",
-        })?;
-    Ok(compression::decompress(codec, &batch.bytes()[HEADER_BYTES..], limit)?)
+    let codec = batch.compression().map_err(|_| RecordsError::Malformed {
+        index: 0,
+        reason: "unknown compression codec",
+    })?;
+    Ok(compression::decompress(
+        codec,
+        &batch.bytes()[HEADER_BYTES..],
+        limit,
+    )?)
 }
 
 /// Builds a batch that keeps `kept` (records of `original`, in order) and
@@ -194,6 +196,9 @@ mod tests {
     fn malformed_records_are_errors() {
         assert!(parse_records(&[0x7f], 1).is_err());
         assert!(parse_records(&[2, 0], 1).is_err());
-        assert!(matches!(parse_records(&[], 1), Err(RecordsError::Count { .. })));
+        assert!(matches!(
+            parse_records(&[], 1),
+            Err(RecordsError::Count { .. })
+        ));
     }
 }

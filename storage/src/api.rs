@@ -9,7 +9,8 @@ use crate::{ReadResult, RetentionOutcome, StorageError};
 /// ### To ensure correctness, an implementation guarantees:
 /// - `append` places the batch at the log end, patches its `baseOffset` and leader
 ///   epoch (and nothing else), and returns its (base, last) offsets; offsets are
-///   dense from `log_start_offset` to `log_end_offset`, with no hole.
+///   dense from `log_start_offset` to `log_end_offset`, with no hole, except where
+///   compaction removed whole batches.
 /// - `read(offset, ..)` returns whole batches exactly as appended, starting with
 ///   the batch that holds `offset`, stopping before the first batch whose last
 ///   offset is >= `upper` and before `max_bytes` (but with at least one batch when
@@ -18,7 +19,8 @@ use crate::{ReadResult, RetentionOutcome, StorageError};
 ///   readable and `min_one_batch` is set. An offset outside `[log_start, log_end]`
 ///   is `OffsetOutOfRange`.
 /// - `truncate_to(next)` removes every batch at or after `next` (a batch boundary
-///   at or above the log start); the next append gets offset `next`.
+///   at or above the log start, right after the previous batch: Raft truncates only
+///   above its commit point, where the log is dense); the next append gets `next`.
 /// - `advance_log_start(offset)` makes offsets below `offset` unreadable; it never
 ///   moves the start backwards nor past the log end.
 /// - `offset_for_timestamp(ts)` is the first batch whose max timestamp is >= `ts`

@@ -189,7 +189,7 @@ impl SegmentIndex {
 
     fn is_consistent(&self, segment_size: u64) -> bool {
         let n = self.offsets.entries;
-        if segment_size > 0 && (n == 0 || self.offset_entry(0) != (0, 0)) {
+        if segment_size > 0 && (n == 0 || self.offset_entry(0).1 != 0) {
             return false;
         }
         let offsets_ok = (1..n).all(|i| {

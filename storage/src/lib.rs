@@ -17,6 +17,7 @@
 //! reference model) implement it and run the same conformance suite.
 
 mod api;
+mod compaction;
 mod error;
 mod index;
 mod log;
@@ -25,6 +26,7 @@ mod mmap;
 mod segment;
 
 pub use api::Log;
+pub use compaction::{CompactedSegments, CompactionConfig, CompactionPlan, CompactionStats};
 pub use error::StorageError;
 pub use log::{LogConfig, PartitionLog, ReadPlan, ReadResult, RetentionOutcome, SyncTarget};
 pub use memory::MemoryLog;

@@ -12,6 +12,9 @@ use sluice_protocol::batch::{self, BatchHeader, BatchView, HEADER_BYTES};
 use sluice_protocol::types::{LeaderEpoch, Offset};
 use tracing::warn;
 
+use crate::compaction::{
+    CompactedSegments, CompactionPlan, CompactionStats, PlannedSegment, CLEANED_SUFFIX,
+};
 use crate::segment::{IndexConfig, ScanEnd, Segment, LOG_SUFFIX};
 use crate::StorageError;
 
@@ -124,6 +127,15 @@ impl PartitionLog {
         for entry in fs::read_dir(&dir).map_err(|e| StorageError::io("list log dir", &dir, e))? {
             let entry = entry.map_err(|e| StorageError::io("list log dir", &dir, e))?;
             let name = entry.file_name();
+            if name
+                .to_str()
+                .is_some_and(|n| n.ends_with(&format!(".{CLEANED_SUFFIX}")))
+            {
+                // A compaction that did not finish: the original is still in place.
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|e| StorageError::io("delete", &path, e))?;
+                continue;
+            }
             let Some(stem) = name
                 .to_str()
                 .and_then(|n| n.strip_suffix(&format!(".{LOG_SUFFIX}")))
@@ -163,11 +175,13 @@ impl PartitionLog {
                 Segment::open_sealed(path, base, config.index())?
             };
             if let Some(next) = expected_next {
-                if base != next {
+                if base < next {
                     return Err(StorageError::Corrupt {
                         path: seg.path.clone(),
                         position: 0,
-                        reason: format!("segment starts at {base}, previous ended at {next}"),
+                        reason: format!(
+                            "segment starts at {base}, inside the previous one (ends at {next})"
+                        ),
                     });
                 }
             }
@@ -190,7 +204,10 @@ impl PartitionLog {
             log.create_segment(base)?;
         }
         let first_base = *log.segments.keys().next().expect("a log has a segment");
-        log.log_start = stored_start.unwrap_or(first_base).max(first_base);
+        // The persisted start is written before any segment below it is deleted, so
+        // it is authoritative; it may lie in a gap compaction left before the
+        // first segment.
+        log.log_start = stored_start.unwrap_or(first_base);
         if log.log_start > log.log_end_offset() {
             // Only possible if data below the persisted start was lost: those offsets
             // were deleted anyway, so the log restarts empty at its start.
@@ -327,13 +344,18 @@ impl PartitionLog {
                 .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_ms)
     }
 
-    /// The segment holding `offset` (the next one if `offset` ends its segment).
+    /// The segment holding `offset`, or the first after it that holds data past it
+    /// (an offset can fall in a gap compaction left at the end of a segment, or in
+    /// a segment compaction emptied).
     fn segment_base_for(&self, offset: Offset) -> Option<Offset> {
-        self.segments
+        let floor = self
+            .segments
             .range(..=offset)
             .next_back()
-            .filter(|(_, s)| offset < s.summary.next_offset)
-            .or_else(|| self.segments.range(offset..).next())
+            .map_or(Offset(i64::MIN), |(b, _)| *b);
+        self.segments
+            .range(floor..)
+            .find(|(_, s)| s.summary.size > 0 && offset < s.summary.next_offset)
             .map(|(b, _)| *b)
     }
 
@@ -557,7 +579,11 @@ impl PartitionLog {
         let mut remaining = self.size_bytes();
         for seg in self.segments.values() {
             if seg.summary.size == 0 {
-                break;
+                if seg.is_active() {
+                    break;
+                }
+                new_start = new_start.max(seg.summary.next_offset);
+                continue;
             }
             let expired = retention_ms >= 0
                 && seg.summary.max_timestamp_ms >= 0
@@ -575,6 +601,76 @@ impl PartitionLog {
             return Ok(RetentionOutcome::default());
         }
         self.advance_log_start(new_start)
+    }
+
+    /// (base offset, next offset, bytes) of every segment, oldest first.
+    pub fn segment_summaries(&self) -> Vec<(Offset, Offset, u64)> {
+        self.segments
+            .values()
+            .map(|s| (s.base_offset, s.summary.next_offset, s.summary.size))
+            .collect()
+    }
+
+    /// Base offset of the active segment: everything below it is sealed.
+    pub fn active_segment_base(&self) -> Offset {
+        self.active().base_offset
+    }
+
+    /// The sealed segments a compaction may rewrite: those wholly below `upper`
+    /// (the commit point: a sealed segment may still hold entries that Raft could
+    /// truncate). `None` when there are none.
+    pub fn compaction_plan(&self, upper: Offset) -> Option<CompactionPlan> {
+        let mut segments = Vec::new();
+        let mut covers_below = None;
+        for s in self.segments.values() {
+            if s.is_active() || s.summary.next_offset > upper {
+                covers_below = Some(s.base_offset);
+                break;
+            }
+            if s.summary.size > 0 {
+                segments.push(PlannedSegment {
+                    base: s.base_offset,
+                    path: s.path.clone(),
+                    size: s.summary.size,
+                });
+            }
+        }
+        let covers_below = covers_below.unwrap_or_else(|| self.active().base_offset);
+        (!segments.is_empty()).then_some(CompactionPlan {
+            segments,
+            covers_below,
+        })
+    }
+
+    /// Replaces segments with their compacted copies. A segment that changed since
+    /// the plan (truncated, deleted) keeps its original. The old index goes first,
+    /// then the copy is renamed over the original and indexed again, so a crash at
+    /// any point leaves either the original or the copy, each with a valid index.
+    pub fn install_compaction(
+        &mut self,
+        done: CompactedSegments,
+    ) -> Result<CompactionStats, StorageError> {
+        let stats = done.stats();
+        for (planned, cleaned) in done.rewritten {
+            let unchanged = self.segments.get(&planned.base).is_some_and(|s| {
+                !s.is_active() && s.summary.size == planned.size && s.path == planned.path
+            });
+            if !unchanged {
+                std::fs::remove_file(&cleaned)
+                    .map_err(|e| StorageError::io("delete", &cleaned, e))?;
+                continue;
+            }
+            let old = self.segments.remove(&planned.base).expect("checked above");
+            self.open_sealed.retain(|b| *b != planned.base);
+            old.remove_indexes()?;
+            drop(old);
+            std::fs::rename(&cleaned, &planned.path)
+                .map_err(|e| StorageError::io("replace segment", &planned.path, e))?;
+            let seg = Segment::open_sealed(planned.path, planned.base, self.config.index())?;
+            self.segments.insert(planned.base, seg);
+        }
+        sync_dir(&self.dir)?;
+        Ok(stats)
     }
 
     /// What must be synced to make the current log end durable; `None` when nothing

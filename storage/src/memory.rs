@@ -1,8 +1,11 @@
 //! A partition log held in memory: the reference model for the randomized tests
 //! and the simplest implementation of [`Log`].
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use sluice_protocol::batch::{self, BatchView};
+use sluice_protocol::records::{parse_records, rebuild_batch, records_data};
 use sluice_protocol::types::{LeaderEpoch, Offset};
 
 use crate::{Log, ReadResult, RetentionOutcome, StorageError};
@@ -37,6 +40,96 @@ impl MemoryLog {
             .filter(|b| b.base >= self.log_start)
             .map(|b| b.base)
             .collect();
+        v.push(self.log_end);
+        v
+    }
+
+    /// Compacts the batches below `sealed_below` by the rules of
+    /// [`crate::CompactionPlan::run`]: the latest record of each key stays,
+    /// tombstones older than `delete_retention_ms` go, offsets never change.
+    pub fn compact(&mut self, sealed_below: Offset, now_ms: i64, delete_retention_ms: i64) {
+        let sealed = |b: &Stored| b.last < sealed_below;
+        let parsed: Vec<(usize, Vec<u8>)> = self
+            .batches
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| sealed(b))
+            .filter_map(|(i, b)| {
+                let view = BatchView::parse(&b.bytes).ok()?;
+                (!view.is_control())
+                    .then(|| (i, records_data(&view, usize::MAX).unwrap_or_default()))
+            })
+            .collect();
+        let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+        for (i, data) in &parsed {
+            let view = BatchView::parse(&self.batches[*i].bytes).expect("stored batches parse");
+            for r in parse_records(data, view.record_count()).expect("stored records parse") {
+                if let Some(key) = r.key {
+                    latest.insert(
+                        key.to_vec(),
+                        view.base_offset().0 + i64::from(r.offset_delta),
+                    );
+                }
+            }
+        }
+        let horizon = now_ms.saturating_sub(delete_retention_ms);
+        let mut replaced: HashMap<usize, Option<Stored>> = HashMap::new();
+        for (i, data) in &parsed {
+            let original = &self.batches[*i];
+            let view = BatchView::parse(&original.bytes).expect("stored batches parse");
+            let all = parse_records(data, view.record_count()).expect("stored records parse");
+            let kept: Vec<_> = all
+                .iter()
+                .copied()
+                .filter(|r| {
+                    let Some(key) = r.key else { return true };
+                    let offset = view.base_offset().0 + i64::from(r.offset_delta);
+                    let expired =
+                        r.value.is_none() && view.base_timestamp() + r.timestamp_delta < horizon;
+                    latest.get(key) == Some(&offset) && !expired
+                })
+                .collect();
+            if kept.len() == all.len() {
+                continue;
+            }
+            let rebuilt = (!kept.is_empty()).then(|| {
+                let bytes = rebuild_batch(&view, &kept);
+                let max_timestamp_ms = BatchView::parse(&bytes).expect("rebuilt").max_timestamp();
+                Stored {
+                    base: original.base,
+                    last: original.last,
+                    max_timestamp_ms,
+                    bytes: Bytes::from(bytes),
+                }
+            });
+            replaced.insert(*i, rebuilt);
+        }
+        let old = std::mem::take(&mut self.batches);
+        self.batches = old
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, b)| match replaced.remove(&i) {
+                None => Some(b),
+                Some(new) => new,
+            })
+            .collect();
+    }
+
+    /// Truncation points where the log is dense: batch starts right after the
+    /// previous batch, and the log end. (Raft truncates only above its commit point,
+    /// where compaction never runs, so its truncation points are all of this kind.)
+    pub fn truncation_points(&self) -> Vec<Offset> {
+        let mut v: Vec<Offset> = self
+            .batches
+            .windows(2)
+            .filter(|w| w[0].last.next() == w[1].base && w[1].base >= self.log_start)
+            .map(|w| w[1].base)
+            .collect();
+        if let Some(first) = self.batches.first() {
+            if first.base == self.log_start {
+                v.insert(0, first.base);
+            }
+        }
         v.push(self.log_end);
         v
     }

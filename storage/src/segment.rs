@@ -96,7 +96,10 @@ impl Tracker<'_> {
             s.offset_of_max_timestamp = base_offset;
         }
         if let Some(index) = self.index.as_deref_mut() {
-            if s.size == 0 || self.bytes_since_index_entry >= self.interval_bytes {
+            // A full index stops taking entries (lookups then scan a little further);
+            // rebuilding a compacted segment can ask for more entries than it first had.
+            let due = s.size == 0 || self.bytes_since_index_entry >= self.interval_bytes;
+            if due && !index.is_full() {
                 let rel = relative(self.base, base_offset);
                 let ts_rel = relative(self.base, s.offset_of_max_timestamp);
                 index.push(rel, s.size as u32, s.max_timestamp_ms, ts_rel);
@@ -205,12 +208,14 @@ fn scan(
                     });
                 }
             }
-            if view.base_offset() != tracker.summary.next_offset {
+            // Offsets only move forward; compaction may leave gaps where it
+            // removed whole batches.
+            if view.base_offset() < tracker.summary.next_offset {
                 return Err(StorageError::Corrupt {
                     path: path.to_path_buf(),
                     position: at,
                     reason: format!(
-                        "batch base offset {} where {} was expected",
+                        "batch base offset {} overlaps the previous batch (next offset {})",
                         view.base_offset(),
                         tracker.summary.next_offset
                     ),
@@ -524,13 +529,29 @@ impl Segment {
                 reason,
             });
         }
-        assert_eq!(
-            seg.summary.next_offset, next,
-            "truncation point is not a batch boundary"
+        assert!(
+            seg.summary.next_offset <= next,
+            "truncation left offsets at or past {next}"
         );
         let first_append_ms = self.first_append_ms;
         *self = seg;
+        // After a compaction gap the next offset is the cut, not the last batch + 1.
+        self.summary.next_offset = next;
         self.first_append_ms = first_append_ms;
+        Ok(())
+    }
+
+    /// Deletes the segment's index files (before its log is replaced).
+    pub fn remove_indexes(&self) -> Result<(), StorageError> {
+        let (index, timeindex) = index_paths(&self.path);
+        for p in [&index, &timeindex] {
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::io("delete index", p, e))
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
