@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sluice_replication::{Flusher, Replica, ReplicaError};
-use sluice_storage::LogConfig;
+use sluice_storage::{CompactionConfig, LogConfig};
 use thiserror::Error;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -348,7 +348,7 @@ impl Cluster {
     /// `retention.bytes`, topic overrides first).
     pub fn apply_retention(&self, now_ms: i64) {
         let d = &self.config.log;
-        for topic in self.topics() {
+        for topic in self.topics().into_iter().filter(|t| t.configs.deletes()) {
             let retention_ms = topic
                 .configs
                 .i64_or(topic_config::RETENTION_MS, d.retention_ms);
@@ -366,6 +366,35 @@ impl Cluster {
                     ),
                     Ok(_) => {}
                     Err(e) => warn!(partition = replica.name(), error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+
+    /// One compaction pass over the partitions of topics whose `cleanup.policy`
+    /// includes `compact`.
+    pub fn compact(&self, now_ms: i64) {
+        let d = &self.config.log;
+        for topic in self.topics().into_iter().filter(|t| t.configs.compacts()) {
+            let config = CompactionConfig {
+                delete_retention_ms: topic
+                    .configs
+                    .i64_or(topic_config::DELETE_RETENTION_MS, d.delete_retention_ms),
+                io_bytes_per_second: u64::try_from(d.cleaner_io_max_bytes_per_second).ok(),
+                ..CompactionConfig::default()
+            };
+            for replica in &topic.partitions {
+                match replica.compact(now_ms, &config) {
+                    Ok(Some(s)) if s.segments_rewritten > 0 => info!(
+                        partition = replica.name(),
+                        segments = s.segments_rewritten,
+                        records_removed = s.records_removed,
+                        bytes_before = s.bytes_before,
+                        bytes_after = s.bytes_after,
+                        "compacted"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!(partition = replica.name(), error = %e, "compaction failed"),
                 }
             }
         }

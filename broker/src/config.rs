@@ -59,6 +59,9 @@ pub struct LogDefaults {
     pub flush_ms: i64,
     pub retention_check_interval_ms: u64,
     pub open_sealed_segments_max: usize,
+    pub delete_retention_ms: i64,
+    pub cleaner_backoff_ms: u64,
+    pub cleaner_io_max_bytes_per_second: i64,
 }
 
 impl Default for BrokerConfig {
@@ -94,6 +97,9 @@ impl Default for LogDefaults {
             flush_ms: i64::MAX,
             retention_check_interval_ms: 300_000,
             open_sealed_segments_max: 8,
+            delete_retention_ms: 24 * 3600 * 1000,
+            cleaner_backoff_ms: 15_000,
+            cleaner_io_max_bytes_per_second: -1,
         }
     }
 }
@@ -214,6 +220,15 @@ impl BrokerConfig {
             return Err(bad(
                 "log.retention_check_interval_ms",
                 "must be positive".into(),
+            ));
+        }
+        if log.cleaner_backoff_ms == 0 {
+            return Err(bad("log.cleaner_backoff_ms", "must be positive".into()));
+        }
+        if log.delete_retention_ms < 0 {
+            return Err(bad(
+                "log.delete_retention_ms",
+                "must not be negative".into(),
             ));
         }
         if log.open_sealed_segments_max == 0 {

@@ -21,6 +21,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(retention_loop(Arc::clone(&broker)));
+    let cleaner = tokio::spawn(cleaner_loop(Arc::clone(&broker)));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -45,6 +46,7 @@ pub async fn run(
         }
     }
     retention.abort();
+    cleaner.abort();
     info!(
         connections = connections.len(),
         "shutting down: answering in-flight requests"
@@ -81,6 +83,19 @@ async fn retention_loop(broker: Arc<Broker>) {
             tokio::task::spawn_blocking(move || b.cluster.apply_retention(b.now_ms())).await
         {
             warn!(error = %e, "retention task failed");
+        }
+    }
+}
+
+/// Compacts topics with `cleanup.policy=compact` every `cleaner_backoff_ms`, one
+/// pass at a time, off the async threads.
+async fn cleaner_loop(broker: Arc<Broker>) {
+    let period = Duration::from_millis(broker.config.log.cleaner_backoff_ms);
+    loop {
+        tokio::time::sleep(period).await;
+        let b = Arc::clone(&broker);
+        if let Err(e) = tokio::task::spawn_blocking(move || b.cluster.compact(b.now_ms())).await {
+            warn!(error = %e, "compaction task failed");
         }
     }
 }

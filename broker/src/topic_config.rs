@@ -18,6 +18,7 @@ pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 pub const SEGMENT_INDEX_BYTES: &str = "segment.index.bytes";
 pub const FLUSH_MESSAGES: &str = "flush.messages";
 pub const FLUSH_MS: &str = "flush.ms";
+pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -43,7 +44,7 @@ const KNOWN: &[(&str, Kind, &str)] = &[
         Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
         "producer",
     ),
-    ("delete.retention.ms", Kind::Long(0), "86400000"),
+    (DELETE_RETENTION_MS, Kind::Long(0), "86400000"),
     ("file.delete.delay.ms", Kind::Long(0), "60000"),
     (FLUSH_MESSAGES, Kind::Long(1), "9223372036854775807"),
     (FLUSH_MS, Kind::Long(0), "9223372036854775807"),
@@ -145,6 +146,24 @@ impl TopicConfigs {
         &self.overrides
     }
 
+    /// `cleanup.policy` includes `compact`.
+    pub fn compacts(&self) -> bool {
+        self.policy().any(|p| p == "compact")
+    }
+
+    /// `cleanup.policy` includes `delete` (the default).
+    pub fn deletes(&self) -> bool {
+        self.policy().any(|p| p == "delete")
+    }
+
+    fn policy(&self) -> impl Iterator<Item = &str> {
+        self.overrides
+            .get(CLEANUP_POLICY)
+            .map_or("delete", String::as_str)
+            .split(',')
+            .map(str::trim)
+    }
+
     pub fn i64_or(&self, name: &str, default: i64) -> i64 {
         self.overrides
             .get(name)
@@ -177,6 +196,7 @@ fn broker_default(name: &str, d: &LogDefaults, static_default: &str) -> String {
         SEGMENT_INDEX_BYTES => d.index_max_bytes.to_string(),
         FLUSH_MESSAGES => d.flush_messages.to_string(),
         FLUSH_MS => d.flush_ms.to_string(),
+        DELETE_RETENTION_MS => d.delete_retention_ms.to_string(),
         _ => static_default.to_string(),
     }
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use sluice_storage::{
-    LeaderEpoch, LogConfig, Offset, PartitionLog, RetentionOutcome, StorageError,
+    CompactionConfig, CompactionStats, LeaderEpoch, LogConfig, Offset, PartitionLog,
+    RetentionOutcome, StorageError,
 };
 use tokio::sync::watch;
 use tracing::error;
@@ -60,6 +61,8 @@ pub struct Replica {
     failure: Mutex<Option<String>>,
     flusher: Arc<Flusher>,
     pub(crate) dirty: AtomicBool,
+    /// (end of the compacted range, when) of the last compaction.
+    last_compaction: Mutex<Option<(Offset, i64)>>,
 }
 
 impl Replica {
@@ -87,6 +90,7 @@ impl Replica {
             failure: Mutex::new(None),
             flusher,
             dirty: AtomicBool::new(false),
+            last_compaction: Mutex::new(None),
         }))
     }
 
@@ -279,6 +283,38 @@ impl Replica {
         self.log_start
             .store(log.log_start_offset().0, Ordering::Release);
         Ok(outcome)
+    }
+
+    /// Compacts the sealed segments below the high watermark, without holding the
+    /// log lock while segments are read and rewritten. Skipped when nothing new was
+    /// sealed and committed since the last run, unless `delete_retention_ms` passed
+    /// (tombstones may have expired).
+    pub fn compact(
+        &self,
+        now_ms: i64,
+        config: &CompactionConfig,
+    ) -> Result<Option<CompactionStats>, ReplicaError> {
+        self.check_online()?;
+        let plan = {
+            let log = self.log.lock();
+            log.compaction_plan(self.high_watermark())
+        };
+        let Some(plan) = plan else {
+            return Ok(None);
+        };
+        let covers_below = plan.covers_below();
+        {
+            let last = self.last_compaction.lock();
+            if let Some((below, at_ms)) = *last {
+                if below == covers_below && now_ms - at_ms < config.delete_retention_ms {
+                    return Ok(None);
+                }
+            }
+        }
+        let done = plan.run(now_ms, config)?;
+        let stats = self.log.lock().install_compaction(done)?;
+        *self.last_compaction.lock() = Some((covers_below, now_ms));
+        Ok(Some(stats))
     }
 
     /// Syncs everything appended (shutdown).
