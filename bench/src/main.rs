@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_protocol::batch::{build_batch, Batches};
-use sluice_storage::{LeaderEpoch, LogConfig, Offset, PartitionLog};
+use sluice_storage::{LeaderEpoch, Log, LogConfig, Offset, PartitionLog};
 
 #[derive(Debug, Parser)]
 #[command(name = "sluice-bench", about = "Sluice benchmarks")]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use sluice_storage::{
-    CompactionConfig, CompactionStats, LeaderEpoch, LogConfig, Offset, PartitionLog,
+    CompactionConfig, CompactionStats, LeaderEpoch, Log, LogConfig, Offset, PartitionLog,
     RetentionOutcome, StorageError,
 };
 use tokio::sync::watch;

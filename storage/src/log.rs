@@ -16,7 +16,7 @@ use crate::compaction::{
     CompactedSegments, CompactionPlan, CompactionStats, PlannedSegment, CLEANED_SUFFIX,
 };
 use crate::segment::{IndexConfig, ScanEnd, Segment, LOG_SUFFIX};
-use crate::StorageError;
+use crate::{Log, StorageError};
 
 const LOG_START_FILE: &str = "log-start-offset";
 /// Bytes read at once while walking batch headers toward a fetch offset.
@@ -231,13 +231,6 @@ impl PartitionLog {
     pub fn config(&self) -> &LogConfig {
         &self.config
     }
-    pub fn log_start_offset(&self) -> Offset {
-        self.log_start
-    }
-    /// The next offset to be assigned.
-    pub fn log_end_offset(&self) -> Offset {
-        self.active().summary.next_offset
-    }
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.summary.size).sum()
     }
@@ -302,38 +295,6 @@ impl PartitionLog {
                 seg.close_handles();
             }
         }
-    }
-
-    /// Appends one validated batch: assigns its offsets from the log end by patching
-    /// `baseOffset` and the leader epoch in place, writes it, returns (base, last).
-    pub fn append(
-        &mut self,
-        batch: &mut [u8],
-        epoch: LeaderEpoch,
-        now_ms: i64,
-    ) -> Result<(Offset, Offset), StorageError> {
-        let size = batch.len() as u64;
-        if size > self.config.segment_bytes {
-            return Err(StorageError::BatchTooLarge {
-                size: batch.len(),
-                segment_bytes: self.config.segment_bytes,
-            });
-        }
-        let active = self.active();
-        let too_big = active.summary.size + size > self.config.segment_bytes;
-        let too_old = active
-            .first_append_ms
-            .is_some_and(|t| now_ms - t >= self.config.segment_ms);
-        if active.summary.size > 0 && (too_big || too_old || active.index_is_full()) {
-            self.roll()?;
-        }
-        let base = self.log_end_offset();
-        let last = batch::assign_offsets(batch, base, epoch);
-        self.active_mut().append(batch, now_ms)?;
-        assert_eq!(self.log_end_offset(), last.next(), "log end after append");
-        self.unsynced_records += last.0 - base.0 + 1;
-        self.unsynced_since_ms.get_or_insert(now_ms);
-        Ok((base, last))
     }
 
     /// Whether `flush.messages` or `flush.ms` ask for a sync now.
@@ -401,65 +362,6 @@ impl PartitionLog {
         Ok(plan)
     }
 
-    /// Reads whole batches (see [`PartitionLog::plan_read`]).
-    pub fn read(
-        &mut self,
-        offset: Offset,
-        max_bytes: usize,
-        upper: Offset,
-        min_one_batch: bool,
-    ) -> Result<ReadResult, StorageError> {
-        self.plan_read(offset, max_bytes, upper, min_one_batch)?
-            .execute()
-    }
-
-    /// The first offset of the first batch whose max timestamp is >= `timestamp_ms`,
-    /// with that batch's max timestamp, or `None` if there is none.
-    pub fn offset_for_timestamp(
-        &mut self,
-        timestamp_ms: i64,
-    ) -> Result<Option<(Offset, i64)>, StorageError> {
-        let candidates: Vec<Offset> = self
-            .segments
-            .iter()
-            .filter(|(_, s)| s.summary.max_timestamp_ms >= timestamp_ms && s.summary.size > 0)
-            .map(|(b, _)| *b)
-            .collect();
-        for base in candidates {
-            let log_start = self.log_start;
-            let seg = self.segments.get_mut(&base).expect("listed above");
-            let (path, size, sealed) = (seg.path.clone(), seg.summary.size, !seg.is_active());
-            let handles = seg.handles()?;
-            let mut position = handles.position_for_timestamp(timestamp_ms);
-            let mut header = [0u8; HEADER_BYTES];
-            let mut found = None;
-            while position < size {
-                handles
-                    .file()
-                    .read_exact_at(&mut header, position)
-                    .map_err(|e| StorageError::io("read segment", &path, e))?;
-                let h = BatchHeader::parse(&header).map_err(|e| StorageError::Corrupt {
-                    path: path.clone(),
-                    position,
-                    reason: e.to_string(),
-                })?;
-                if h.max_timestamp >= timestamp_ms && h.last_offset >= log_start {
-                    found = Some((h.base_offset.max(log_start), h.max_timestamp));
-                    break;
-                }
-                position += h.size as u64;
-            }
-            drop(handles);
-            if sealed {
-                self.note_open_sealed(base);
-            }
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
-    }
-
     /// The largest batch max timestamp and the base offset of its batch.
     pub fn max_timestamp(&self) -> Option<(i64, Offset)> {
         self.segments
@@ -472,97 +374,6 @@ impl PartitionLog {
                 )
             })
             .reduce(|a, b| if b.0 > a.0 { b } else { a })
-    }
-
-    /// Drops every batch at or after `next`, which must be a batch boundary.
-    pub fn truncate_to(&mut self, next: Offset) -> Result<(), StorageError> {
-        if next >= self.log_end_offset() {
-            return Ok(());
-        }
-        assert!(
-            next >= self.log_start,
-            "truncate_to({next}) below log start {}",
-            self.log_start
-        );
-        // Whole segments at or after the cut go, except one that starts exactly at
-        // it when it is the first: that one is emptied instead.
-        let doomed: Vec<Offset> = self
-            .segments
-            .range(next..)
-            .map(|(b, _)| *b)
-            .filter(|b| *b > next || self.segments.len() > 1)
-            .collect();
-        for base in doomed {
-            if self.segments.len() == 1 {
-                break;
-            }
-            let seg = self.segments.remove(&base).expect("listed above");
-            self.open_sealed.retain(|b| *b != base);
-            seg.remove()?;
-        }
-        let last_base = *self.segments.keys().next_back().expect("a segment remains");
-        self.open_sealed.retain(|b| *b != last_base);
-        let seg = self.active_mut();
-        if next < seg.summary.next_offset {
-            let position = if next <= seg.base_offset {
-                Some(0)
-            } else {
-                seg.find_batch_start(next)?
-            };
-            let Some(position) = position else {
-                return Err(StorageError::Corrupt {
-                    path: seg.path.clone(),
-                    position: 0,
-                    reason: format!("no batch starts at truncation point {next}"),
-                });
-            };
-            seg.truncate_to(position, next.max(seg.base_offset))?;
-            if seg.summary.size == 0 && seg.base_offset != next {
-                let base = seg.base_offset;
-                let seg = self.segments.remove(&base).expect("the active segment");
-                seg.remove()?;
-                self.create_segment(next)?;
-            }
-        } else if !seg.is_active() {
-            // The cut fell on this segment's end: it becomes the active one again.
-            let end = seg.summary.size;
-            seg.truncate_to(end, next)?;
-        }
-        self.sync_requested = self.sync_requested.min(next);
-        sync_dir(&self.dir)?;
-        Ok(())
-    }
-
-    /// Advances the log start to `offset` (retention, DeleteRecords) and deletes the
-    /// segments that lie wholly below it. The new start is persisted first.
-    pub fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError> {
-        let offset = offset.min(self.log_end_offset());
-        let mut outcome = RetentionOutcome::default();
-        if offset <= self.log_start {
-            return Ok(outcome);
-        }
-        if offset == self.log_end_offset() && self.active().summary.size > 0 {
-            self.roll()?;
-        }
-        // The start never passes durable data: a crash must not leave a log whose
-        // recovered end is below its persisted start.
-        self.sync_files()?;
-        write_log_start(&self.dir, offset)?;
-        self.log_start = offset;
-        let doomed: Vec<Offset> = self
-            .segments
-            .iter()
-            .filter(|(_, s)| s.summary.next_offset <= offset && !s.is_active())
-            .map(|(b, _)| *b)
-            .collect();
-        for base in doomed {
-            let seg = self.segments.remove(&base).expect("listed above");
-            self.open_sealed.retain(|b| *b != base);
-            outcome.segments_deleted += 1;
-            outcome.bytes_deleted += seg.summary.size;
-            seg.remove()?;
-        }
-        Ok(outcome)
     }
 
     /// Kafka's time and size retention: deletes the oldest whole segments whose
@@ -713,6 +524,199 @@ impl PartitionLog {
             }
         }
         Ok(())
+    }
+}
+
+impl Log for PartitionLog {
+    fn log_start_offset(&self) -> Offset {
+        self.log_start
+    }
+
+    /// The next offset to be assigned.
+    fn log_end_offset(&self) -> Offset {
+        self.active().summary.next_offset
+    }
+
+    /// Appends one validated batch: assigns its offsets from the log end by patching
+    /// `baseOffset` and the leader epoch in place, writes it, returns (base, last).
+    fn append(
+        &mut self,
+        batch: &mut [u8],
+        epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<(Offset, Offset), StorageError> {
+        let size = batch.len() as u64;
+        if size > self.config.segment_bytes {
+            return Err(StorageError::BatchTooLarge {
+                size: batch.len(),
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        let active = self.active();
+        let too_big = active.summary.size + size > self.config.segment_bytes;
+        let too_old = active
+            .first_append_ms
+            .is_some_and(|t| now_ms - t >= self.config.segment_ms);
+        if active.summary.size > 0 && (too_big || too_old || active.index_is_full()) {
+            self.roll()?;
+        }
+        let base = self.log_end_offset();
+        let last = batch::assign_offsets(batch, base, epoch);
+        self.active_mut().append(batch, now_ms)?;
+        assert_eq!(self.log_end_offset(), last.next(), "log end after append");
+        self.unsynced_records += last.0 - base.0 + 1;
+        self.unsynced_since_ms.get_or_insert(now_ms);
+        Ok((base, last))
+    }
+
+    /// Reads whole batches (see [`PartitionLog::plan_read`]).
+    fn read(
+        &mut self,
+        offset: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, StorageError> {
+        self.plan_read(offset, max_bytes, upper, min_one_batch)?
+            .execute()
+    }
+
+    /// The first offset of the first batch whose max timestamp is >= `timestamp_ms`,
+    /// with that batch's max timestamp, or `None` if there is none.
+    fn offset_for_timestamp(
+        &mut self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(Offset, i64)>, StorageError> {
+        let candidates: Vec<Offset> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.summary.max_timestamp_ms >= timestamp_ms && s.summary.size > 0)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in candidates {
+            let log_start = self.log_start;
+            let seg = self.segments.get_mut(&base).expect("listed above");
+            let (path, size, sealed) = (seg.path.clone(), seg.summary.size, !seg.is_active());
+            let handles = seg.handles()?;
+            let mut position = handles.position_for_timestamp(timestamp_ms);
+            let mut header = [0u8; HEADER_BYTES];
+            let mut found = None;
+            while position < size {
+                handles
+                    .file()
+                    .read_exact_at(&mut header, position)
+                    .map_err(|e| StorageError::io("read segment", &path, e))?;
+                let h = BatchHeader::parse(&header).map_err(|e| StorageError::Corrupt {
+                    path: path.clone(),
+                    position,
+                    reason: e.to_string(),
+                })?;
+                if h.max_timestamp >= timestamp_ms && h.last_offset >= log_start {
+                    found = Some((h.base_offset.max(log_start), h.max_timestamp));
+                    break;
+                }
+                position += h.size as u64;
+            }
+            drop(handles);
+            if sealed {
+                self.note_open_sealed(base);
+            }
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Drops every batch at or after `next`, which must be a batch boundary.
+    fn truncate_to(&mut self, next: Offset) -> Result<(), StorageError> {
+        if next >= self.log_end_offset() {
+            return Ok(());
+        }
+        assert!(
+            next >= self.log_start,
+            "truncate_to({next}) below log start {}",
+            self.log_start
+        );
+        // Whole segments at or after the cut go, except one that starts exactly at
+        // it when it is the first: that one is emptied instead.
+        let doomed: Vec<Offset> = self
+            .segments
+            .range(next..)
+            .map(|(b, _)| *b)
+            .filter(|b| *b > next || self.segments.len() > 1)
+            .collect();
+        for base in doomed {
+            if self.segments.len() == 1 {
+                break;
+            }
+            let seg = self.segments.remove(&base).expect("listed above");
+            self.open_sealed.retain(|b| *b != base);
+            seg.remove()?;
+        }
+        let last_base = *self.segments.keys().next_back().expect("a segment remains");
+        self.open_sealed.retain(|b| *b != last_base);
+        let seg = self.active_mut();
+        if next < seg.summary.next_offset {
+            let position = if next <= seg.base_offset {
+                Some(0)
+            } else {
+                seg.find_batch_start(next)?
+            };
+            let Some(position) = position else {
+                return Err(StorageError::Corrupt {
+                    path: seg.path.clone(),
+                    position: 0,
+                    reason: format!("no batch starts at truncation point {next}"),
+                });
+            };
+            seg.truncate_to(position, next.max(seg.base_offset))?;
+            if seg.summary.size == 0 && seg.base_offset != next {
+                let base = seg.base_offset;
+                let seg = self.segments.remove(&base).expect("the active segment");
+                seg.remove()?;
+                self.create_segment(next)?;
+            }
+        } else if !seg.is_active() {
+            // The cut fell on this segment's end: it becomes the active one again.
+            let end = seg.summary.size;
+            seg.truncate_to(end, next)?;
+        }
+        self.sync_requested = self.sync_requested.min(next);
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Advances the log start to `offset` (retention, DeleteRecords) and deletes the
+    /// segments that lie wholly below it. The new start is persisted first.
+    fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError> {
+        let offset = offset.min(self.log_end_offset());
+        let mut outcome = RetentionOutcome::default();
+        if offset <= self.log_start {
+            return Ok(outcome);
+        }
+        if offset == self.log_end_offset() && self.active().summary.size > 0 {
+            self.roll()?;
+        }
+        // The start never passes durable data: a crash must not leave a log whose
+        // recovered end is below its persisted start.
+        self.sync_files()?;
+        write_log_start(&self.dir, offset)?;
+        self.log_start = offset;
+        let doomed: Vec<Offset> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.summary.next_offset <= offset && !s.is_active())
+            .map(|(b, _)| *b)
+            .collect();
+        for base in doomed {
+            let seg = self.segments.remove(&base).expect("listed above");
+            self.open_sealed.retain(|b| *b != base);
+            outcome.segments_deleted += 1;
+            outcome.bytes_deleted += seg.summary.size;
+            seg.remove()?;
+        }
+        Ok(outcome)
     }
 }
 

@@ -249,6 +249,28 @@ fn empty_summary(base: Offset) -> Summary {
     }
 }
 
+/// Scans a whole segment file into fresh index files.
+fn index_from_scratch(
+    file: &File,
+    path: &Path,
+    base_offset: Offset,
+    config: IndexConfig,
+    verify_crc: bool,
+) -> Result<(SegmentIndex, Summary, u64, ScanEnd), StorageError> {
+    let len = file_len(file, path)?;
+    let mut index = SegmentIndex::create(path, config.max_bytes)?;
+    let mut tracker = Tracker {
+        base: base_offset,
+        summary: empty_summary(base_offset),
+        index: Some(&mut index),
+        bytes_since_index_entry: 0,
+        interval_bytes: config.interval_bytes,
+    };
+    let end = scan(file, path, 0, len, verify_crc, &mut tracker)?;
+    let (summary, bytes_since_index_entry) = (tracker.summary, tracker.bytes_since_index_entry);
+    Ok((index, summary, bytes_since_index_entry, end))
+}
+
 impl Segment {
     /// Creates an empty active segment.
     pub fn create(
@@ -288,17 +310,8 @@ impl Segment {
         config: IndexConfig,
     ) -> Result<(Self, ScanEnd), StorageError> {
         let file = open_rw(&path)?;
-        let len = file_len(&file, &path)?;
-        let mut index = SegmentIndex::create(&path, config.max_bytes)?;
-        let mut tracker = Tracker {
-            base: base_offset,
-            summary: empty_summary(base_offset),
-            index: Some(&mut index),
-            bytes_since_index_entry: 0,
-            interval_bytes: config.interval_bytes,
-        };
-        let end = scan(&file, &path, 0, len, true, &mut tracker)?;
-        let (summary, bytes_since_index_entry) = (tracker.summary, tracker.bytes_since_index_entry);
+        let (index, summary, bytes_since_index_entry, end) =
+            index_from_scratch(&file, &path, base_offset, config, true)?;
         let seg = Segment {
             base_offset,
             summary,
@@ -357,16 +370,8 @@ impl Segment {
             }
             None => {
                 info!(segment = %path.display(), "rebuilding missing or inconsistent indexes");
-                let mut index = SegmentIndex::create(&path, config.max_bytes)?;
-                let mut tracker = Tracker {
-                    base: base_offset,
-                    summary: empty_summary(base_offset),
-                    index: Some(&mut index),
-                    bytes_since_index_entry: 0,
-                    interval_bytes: config.interval_bytes,
-                };
-                let end = scan(&file, &path, 0, len, false, &mut tracker)?;
-                let summary = tracker.summary;
+                let (mut index, summary, _, end) =
+                    index_from_scratch(&file, &path, base_offset, config, false)?;
                 if let ScanEnd::TornTail { position, reason } = end {
                     return Err(corrupt(position, reason));
                 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sluice_protocol::batch::{build_batch, BatchView, Batches, Compression};
 use sluice_protocol::records::{parse_records, rebuild_batch, records_data};
-use sluice_storage::{CompactionConfig, LeaderEpoch, LogConfig, Offset, PartitionLog};
+use sluice_storage::{CompactionConfig, LeaderEpoch, Log, LogConfig, Offset, PartitionLog};
 
 fn config() -> LogConfig {
     LogConfig {

@@ -4,7 +4,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 
 use sluice_protocol::batch::{build_batch, BatchView, Batches, KeyValue};
-use sluice_storage::{LeaderEpoch, LogConfig, Offset, PartitionLog, StorageError};
+use sluice_storage::{LeaderEpoch, Log, LogConfig, Offset, PartitionLog, StorageError};
 
 fn small_config() -> LogConfig {
     LogConfig {
