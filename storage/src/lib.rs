@@ -23,6 +23,7 @@ mod index;
 mod log;
 mod memory;
 mod mmap;
+mod producers;
 mod segment;
 
 pub use api::Log;
@@ -30,4 +31,7 @@ pub use compaction::{CompactedSegments, CompactionConfig, CompactionPlan, Compac
 pub use error::StorageError;
 pub use log::{LogConfig, PartitionLog, ReadPlan, ReadResult, RetentionOutcome, SyncTarget};
 pub use memory::MemoryLog;
+pub use producers::{
+    last_seq, BatchMeta, ProducerEntry, ProducerError, ProducerStates, SequenceCheck, BATCHES_KEPT,
+};
 pub use sluice_protocol::types::{LeaderEpoch, Offset};
