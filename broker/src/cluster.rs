@@ -345,9 +345,14 @@ impl Cluster {
     }
 
     /// Runs time and size retention over every partition (`retention.ms`,
-    /// `retention.bytes`, topic overrides first).
+    /// `retention.bytes`, topic overrides first), and forgets idle producers.
     pub fn apply_retention(&self, now_ms: i64) {
         let d = &self.config.log;
+        for topic in self.topics() {
+            for replica in &topic.partitions {
+                replica.expire_producers(now_ms, self.config.producer_id_expiration_ms);
+            }
+        }
         for topic in self.topics().into_iter().filter(|t| t.configs.deletes()) {
             let retention_ms = topic
                 .configs

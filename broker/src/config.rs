@@ -42,6 +42,7 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     pub max_inflight_requests_per_connection: usize,
     pub shutdown_timeout_s: u64,
+    pub producer_id_expiration_ms: i64,
     pub log: LogDefaults,
 }
 
@@ -78,6 +79,7 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 100 << 20,
             max_inflight_requests_per_connection: 64,
             shutdown_timeout_s: 10,
+            producer_id_expiration_ms: 24 * 3600 * 1000,
             log: LogDefaults::default(),
         }
     }
@@ -181,6 +183,9 @@ impl BrokerConfig {
                 "max_inflight_requests_per_connection",
                 "must be at least 1".into(),
             ));
+        }
+        if self.producer_id_expiration_ms < 1 {
+            return Err(bad("producer_id_expiration_ms", "must be positive".into()));
         }
         if self.cluster_id.is_empty() {
             return Err(bad("cluster_id", "must not be empty".into()));

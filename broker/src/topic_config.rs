@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use sluice_protocol::batch::Compression;
+
 use crate::config::LogDefaults;
 
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
@@ -144,6 +146,26 @@ impl TopicConfigs {
 
     pub fn overrides(&self) -> &BTreeMap<String, String> {
         &self.overrides
+    }
+
+    /// The codec `compression.type` asks stored batches to have; `None` for
+    /// `producer` (store as sent).
+    pub fn compression_target(&self) -> Option<Compression> {
+        match self.overrides.get(COMPRESSION_TYPE).map(String::as_str) {
+            None | Some("producer") => None,
+            Some("gzip") => Some(Compression::Gzip),
+            Some("snappy") => Some(Compression::Snappy),
+            Some("lz4") => Some(Compression::Lz4),
+            Some("zstd") => Some(Compression::Zstd),
+            Some(_) => Some(Compression::None), // "uncompressed"
+        }
+    }
+
+    /// `message.timestamp.type=LogAppendTime`.
+    pub fn log_append_time(&self) -> bool {
+        self.overrides
+            .get(MESSAGE_TIMESTAMP_TYPE)
+            .is_some_and(|v| v == "LogAppendTime")
     }
 
     /// `cleanup.policy` includes `compact`.

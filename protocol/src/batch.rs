@@ -285,6 +285,21 @@ pub fn assign_offsets(batch: &mut [u8], base_offset: Offset, epoch: LeaderEpoch)
     Offset(base_offset.0 + i64::from(delta))
 }
 
+/// Stamps a batch with the broker's clock (`message.timestamp.type=LogAppendTime`):
+/// sets the timestamp-type attribute and the max timestamp, then recomputes the CRC
+/// (both fields are covered by it).
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    assert!(
+        batch.len() >= HEADER_BYTES,
+        "set_log_append_time on a short batch"
+    );
+    let attributes = i16_at(batch, ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Iterates over the complete batches at the front of a buffer; stops at the first
 /// incomplete or malformed one (its error is returned once).
 #[derive(Debug)]
@@ -436,6 +451,16 @@ mod tests {
             Some(BatchError::NotOneBatch { count: 2 })
         );
         assert_eq!(validate_produce_records(&[]).err(), Some(BatchError::Empty));
+    }
+
+    #[test]
+    fn log_append_time_is_stamped_with_a_valid_crc() {
+        let mut bytes = sample();
+        set_log_append_time(&mut bytes, 42);
+        let view = BatchView::parse(&bytes).expect("parse");
+        view.verify_crc().expect("crc recomputed");
+        assert!(view.is_log_append_time());
+        assert_eq!(view.max_timestamp(), 42);
     }
 
     #[test]

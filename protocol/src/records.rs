@@ -159,6 +159,45 @@ pub fn rebuild_batch(original: &BatchView<'_>, kept: &[RecordView<'_>]) -> Vec<u
     out
 }
 
+/// Re-encodes a batch's records with `target` (the topic's `compression.type`),
+/// keeping every header field but the codec bits; the CRC is recomputed. The
+/// records are parsed first, so a batch that does not decompress or parse is an
+/// error.
+pub fn reencode_batch(
+    original: &BatchView<'_>,
+    target: Compression,
+    limit: usize,
+) -> Result<Vec<u8>, RecordsError> {
+    let data = records_data(original, limit)?;
+    parse_records(&data, original.record_count())?;
+    let body = compression::compress(target, &data);
+    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
+    out.extend_from_slice(&original.bytes()[..HEADER_BYTES]);
+    out.extend_from_slice(&body);
+    let batch_length = (out.len() - crate::batch::LOG_OVERHEAD_BYTES) as i32;
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let codec_bits: i16 = match target {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    };
+    let attributes = (original.attributes() & !0x07) | codec_bits;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
+}
+
+/// Whether every record of the batch has a key (compacted topics require it).
+pub fn all_records_keyed(batch: &BatchView<'_>, limit: usize) -> Result<bool, RecordsError> {
+    let data = records_data(batch, limit)?;
+    Ok(parse_records(&data, batch.record_count())?
+        .iter()
+        .all(|r| r.key.is_some()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +229,23 @@ mod tests {
         let data = records_data(&v, 1 << 20).expect("data");
         let kept = parse_records(&data, 2).expect("records");
         assert_eq!(kept[1].offset_delta, 2, "offsets of kept records unchanged");
+    }
+
+    #[test]
+    fn reencoding_changes_only_the_codec() {
+        let bytes = build_batch(7, &[(Some(b"k"), Some(b"v")), (Some(b"k2"), None)]);
+        let view = BatchView::parse(&bytes).expect("batch");
+        assert!(all_records_keyed(&view, 1 << 20).expect("parse"));
+        let lz4 = reencode_batch(&view, Compression::Lz4, 1 << 20).expect("re-encode");
+        let v = BatchView::parse(&lz4).expect("batch");
+        v.verify_crc().expect("crc");
+        assert_eq!(v.compression(), Ok(Compression::Lz4));
+        assert_eq!((v.record_count(), v.last_offset_delta()), (2, 1));
+        let back = reencode_batch(&v, Compression::None, 1 << 20).expect("back");
+        assert_eq!(back, bytes, "round trip restores the original batch");
+        let keyless = build_batch(7, &[(None, Some(b"v"))]);
+        let view = BatchView::parse(&keyless).expect("batch");
+        assert!(!all_records_keyed(&view, 1 << 20).expect("parse"));
     }
 
     #[test]

@@ -6,15 +6,36 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
+use sluice_protocol::batch::BatchView;
 use sluice_storage::{
-    CompactionConfig, CompactionStats, LeaderEpoch, Log, LogConfig, Offset, PartitionLog,
-    RetentionOutcome, StorageError,
+    last_seq, BatchMeta, CompactionConfig, CompactionStats, LeaderEpoch, Log, LogConfig, Offset,
+    PartitionLog, ProducerStates, RetentionOutcome, SequenceCheck, StorageError,
 };
 use tokio::sync::watch;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::flusher::Flusher;
 use crate::ReplicaError;
+
+/// A partition's log and the producer state derived from it, changed together.
+#[derive(Debug)]
+struct Partition {
+    log: PartitionLog,
+    producers: ProducerStates,
+}
+
+impl std::ops::Deref for Partition {
+    type Target = PartitionLog;
+    fn deref(&self) -> &PartitionLog {
+        &self.log
+    }
+}
+
+impl std::ops::DerefMut for Partition {
+    fn deref_mut(&mut self) -> &mut PartitionLog {
+        &mut self.log
+    }
+}
 
 /// When a produce is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +74,7 @@ struct Commit {
 #[derive(Debug)]
 pub struct Replica {
     name: String,
-    log: Mutex<PartitionLog>,
+    log: Mutex<Partition>,
     epoch: LeaderEpoch,
     log_start: AtomicI64,
     log_end: AtomicI64,
@@ -74,7 +95,8 @@ impl Replica {
         config: LogConfig,
         flusher: Arc<Flusher>,
     ) -> Result<Arc<Self>, ReplicaError> {
-        let log = PartitionLog::open(dir, config)?;
+        let mut log = PartitionLog::open(dir, config)?;
+        let producers = ProducerStates::rebuild(&mut log)?;
         let end = log.log_end_offset();
         let (commit, _) = watch::channel(Commit {
             high_watermark: end,
@@ -84,7 +106,7 @@ impl Replica {
             name,
             log_start: AtomicI64::new(log.log_start_offset().0),
             log_end: AtomicI64::new(end.0),
-            log: Mutex::new(log),
+            log: Mutex::new(Partition { log, producers }),
             epoch: LeaderEpoch(0),
             commit,
             failure: Mutex::new(None),
@@ -149,15 +171,60 @@ impl Replica {
     ) -> Result<AppendInfo, ReplicaError> {
         self.check_online()?;
         let (base, last, log_start, flush_due) = {
-            let mut log = self.log.lock();
-            let appended = log.append(&mut batch, self.epoch, now_ms);
+            let mut p = self.log.lock();
+            let view = BatchView::parse(&batch).map_err(StorageError::from)?;
+            let producer_id = view.producer_id();
+            let idempotent = producer_id >= 0 && !view.is_control();
+            let (epoch, first_seq) = (view.producer_epoch(), view.base_sequence());
+            let seq_end = last_seq(first_seq, view.last_offset_delta());
+            let max_timestamp = view.max_timestamp();
+            if idempotent {
+                match p.producers.check(producer_id, epoch, first_seq, seq_end)? {
+                    SequenceCheck::Append => {}
+                    SequenceCheck::Duplicate {
+                        base_offset,
+                        last_offset,
+                    } => {
+                        // A retry: answer with the original offsets, append nothing.
+                        return Ok(AppendInfo {
+                            base_offset,
+                            last_offset,
+                            log_start_offset: p.log.log_start_offset(),
+                        });
+                    }
+                }
+            }
+            let active_before = p.log.active_segment_base();
+            let appended = p.log.append(&mut batch, self.epoch, now_ms);
             match appended {
                 Ok((base, last)) => {
                     self.log_end.store(last.0 + 1, Ordering::Release);
-                    (base, last, log.log_start_offset(), log.flush_due(now_ms))
+                    if p.log.active_segment_base() != active_before {
+                        // A new segment: snapshot the producers as of its base.
+                        let dir = p.log.dir().to_path_buf();
+                        if let Err(e) = p.producers.write_snapshot(&dir, base) {
+                            warn!(partition = %self.name, error = %e, "producer snapshot failed");
+                        }
+                    }
+                    if idempotent {
+                        let meta = BatchMeta {
+                            first_seq,
+                            last_seq: seq_end,
+                            base_offset: base,
+                            last_offset: last,
+                            timestamp_ms: max_timestamp,
+                        };
+                        p.producers.record(producer_id, epoch, meta);
+                    }
+                    (
+                        base,
+                        last,
+                        p.log.log_start_offset(),
+                        p.log.flush_due(now_ms),
+                    )
                 }
                 Err(e @ StorageError::Io { .. }) => {
-                    drop(log);
+                    drop(p);
                     let reason = e.to_string();
                     self.fail(reason);
                     return Err(e.into());
@@ -317,10 +384,18 @@ impl Replica {
         Ok(Some(stats))
     }
 
-    /// Syncs everything appended (shutdown).
+    /// Forgets producers idle for longer than `expiration_ms`.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.log.lock().producers.expire(now_ms, expiration_ms)
+    }
+
+    /// Syncs everything appended and snapshots the producers (shutdown).
     pub fn sync_all(&self) -> Result<(), ReplicaError> {
         self.check_online()?;
-        self.log.lock().sync_all()?;
+        let mut p = self.log.lock();
+        p.log.sync_all()?;
+        let (dir, end) = (p.log.dir().to_path_buf(), p.log.log_end_offset());
+        p.producers.write_snapshot(&dir, end)?;
         Ok(())
     }
 

@@ -8,14 +8,16 @@ use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
-use sluice_protocol::batch::validate_produce_records;
+use sluice_protocol::batch::{set_log_append_time, validate_produce_records, BatchView};
+use sluice_protocol::records::{all_records_keyed, reencode_batch, RecordsError};
 use sluice_protocol::types::Offset;
 use sluice_protocol::BatchError;
 use sluice_replication::{Acks, Replica, ReplicaError};
-use sluice_storage::StorageError;
+use sluice_storage::{ProducerError, StorageError};
 use tracing::debug;
 
 use super::{code, str_bytes};
+use crate::cluster::Topic;
 use crate::topic_config::MAX_MESSAGE_BYTES;
 use crate::Broker;
 
@@ -38,10 +40,59 @@ fn replica_error_code(e: &ReplicaError) -> ResponseError {
             ResponseError::RecordListTooLarge
         }
         ReplicaError::Storage(StorageError::Batch(b)) => batch_error_code(b),
+        ReplicaError::Producer(ProducerError::InvalidEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch
+        }
+        ReplicaError::Producer(ProducerError::OutOfOrder { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber
+        }
+        ReplicaError::Producer(ProducerError::UnknownProducer { .. }) => {
+            ResponseError::UnknownProducerId
+        }
         ReplicaError::Storage(_) | ReplicaError::Offline { .. } => ResponseError::KafkaStorageError,
         // The write may or may not have committed: never report success.
         ReplicaError::ShuttingDown { .. } => ResponseError::RequestTimedOut,
     }
+}
+
+/// The topic's settings that look inside a batch, applied to a validated batch:
+/// re-encoding to `compression.type`, keys on compacted topics, LogAppendTime.
+/// Returns the batch to store and the log append time (-1 with CreateTime).
+/// Topics with `compression.type=producer` and CreateTime keep the bytes as sent.
+fn apply_topic_policies(
+    topic: &Topic,
+    records: &[u8],
+    max_message_bytes: i64,
+    now_ms: i64,
+) -> Result<(BytesMut, i64), (ResponseError, String)> {
+    let corrupt = |e: RecordsError| (ResponseError::CorruptMessage, e.to_string());
+    // A compressed batch may inflate well past max.message.bytes; bound it anyway.
+    let inflate_limit = (max_message_bytes.max(0) as usize)
+        .saturating_mul(32)
+        .max(64 << 20);
+    let view = BatchView::parse(records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
+    let mut stored: Option<Vec<u8>> = None;
+    if let Some(target) = topic.configs.compression_target() {
+        if view.compression().ok() != Some(target) {
+            stored = Some(reencode_batch(&view, target, inflate_limit).map_err(corrupt)?);
+        }
+    }
+    if topic.configs.compacts() && !view.is_control() {
+        let keyed = all_records_keyed(&view, inflate_limit).map_err(corrupt)?;
+        if !keyed {
+            return Err((
+                ResponseError::InvalidRecord,
+                "compacted topics only accept records with keys".into(),
+            ));
+        }
+    }
+    let mut batch = BytesMut::from(stored.as_deref().unwrap_or(records));
+    let mut log_append_time_ms = -1;
+    if topic.configs.log_append_time() {
+        set_log_append_time(&mut batch, now_ms);
+        log_append_time_ms = now_ms;
+    }
+    Ok((batch, log_append_time_ms))
 }
 
 /// One partition's answer while the request is being processed.
@@ -126,13 +177,21 @@ pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> P
                 outcomes.push(failed(index, batch_error_code(&e), Some(e.to_string())));
                 continue;
             }
-            let batch = BytesMut::from(&records[..]);
+            let (batch, log_append_time_ms) =
+                match apply_topic_policies(topic, &records, max_bytes, now_ms) {
+                    Ok(prepared) => prepared,
+                    Err((error, message)) => {
+                        debug!(topic = %name, partition = index, %message, "rejected batch");
+                        outcomes.push(failed(index, error, Some(message)));
+                        continue;
+                    }
+                };
             match replica.append_now(batch, now_ms) {
                 Ok(info) => outcomes.push(Outcome {
                     response: PartitionProduceResponse::default()
                         .with_index(index)
                         .with_base_offset(info.base_offset.0)
-                        .with_log_append_time_ms(-1)
+                        .with_log_append_time_ms(log_append_time_ms)
                         .with_log_start_offset(info.log_start_offset.0),
                     commit_wait: (acks == Acks::All)
                         .then(|| (Arc::clone(replica), info.last_offset.next())),
