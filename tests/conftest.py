@@ -32,6 +32,10 @@ class Broker:
         self.log_path = self.data_dir.parent / f"broker-{self.port}.log"
 
     @property
+    def data_dir_path(self):
+        return self.data_dir
+
+    @property
     def bootstrap(self):
         return f"127.0.0.1:{self.port}"
 
