@@ -460,3 +460,36 @@ fn fetch_long_poll_is_woken_by_a_commit_and_never_passes_the_high_watermark() {
         (1, 1, 0)
     );
 }
+
+#[test]
+fn sigterm_answers_requests_already_read_then_exits_cleanly() {
+    let mut broker = start_broker("");
+    create_topic_via_metadata(&broker, "shutdown");
+    let mut s = broker.connect();
+    let batch = build_batch(1, &[(Some(b"k"), Some(b"before shutdown"))]);
+    let mut burst = request_frame(ApiKey::Fetch, 12, 1, &fetch("shutdown", 0, 1500));
+    burst.extend(request_frame(
+        ApiKey::Produce,
+        9,
+        2,
+        &produce("shutdown", 0, batch, -1),
+    ));
+    s.write_all(&burst).expect("write");
+    std::thread::sleep(Duration::from_millis(100));
+    let status = Command::new("kill")
+        .args(["-TERM", &broker.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // Both requests are answered, in order, before the connection closes.
+    let (cid, f): (i32, FetchResponse) = response(&mut s, ApiKey::Fetch, 12);
+    assert_eq!((cid, f.responses[0].partitions[0].error_code), (1, 0));
+    let (cid, p): (i32, ProduceResponse) = response(&mut s, ApiKey::Produce, 9);
+    assert_eq!(
+        (cid, p.responses[0].partition_responses[0].error_code),
+        (2, 0)
+    );
+    assert_closed(&mut s);
+    let exit = broker.child.wait().expect("wait");
+    assert!(exit.success(), "exit status {exit}");
+}
