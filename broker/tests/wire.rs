@@ -493,3 +493,64 @@ fn sigterm_answers_requests_already_read_then_exits_cleanly() {
     let exit = broker.child.wait().expect("wait");
     assert!(exit.success(), "exit status {exit}");
 }
+
+fn create_topic_with_configs(broker: &Broker, topic: &str, configs: &[(&str, &str)]) {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+    let mut s = broker.connect();
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )]);
+    s.write_all(&request_frame(ApiKey::CreateTopics, 7, 3, &req))
+        .expect("write");
+    let (_, r): (i32, CreateTopicsResponse) = response(&mut s, ApiKey::CreateTopics, 7);
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+#[test]
+fn undecodable_compressed_batches_and_oversized_batches_are_refused() {
+    let broker = start_broker("");
+    create_topic_with_configs(
+        &broker,
+        "reencoded",
+        &[("compression.type", "gzip"), ("max.message.bytes", "2000")],
+    );
+    let mut s = broker.connect();
+    // A batch that claims LZ4 but carries garbage, with a valid CRC.
+    let mut bogus = build_batch(1, &[(Some(b"k"), Some(b"not really lz4"))]);
+    bogus[22] |= 3;
+    let crc = crc32c::crc32c(&bogus[21..]);
+    bogus[17..21].copy_from_slice(&crc.to_be_bytes());
+    let big_value = vec![b'x'; 5000];
+    let big = build_batch(1, &[(Some(b"k"), Some(&big_value[..]))]);
+    let good = build_batch(1, &[(Some(b"k"), Some(b"fine"))]);
+    for (cid, records, expected) in [(1, bogus, 2), (2, big, 10), (3, good, 0)] {
+        s.write_all(&request_frame(
+            ApiKey::Produce,
+            9,
+            cid,
+            &produce("reencoded", 0, records, 1),
+        ))
+        .expect("write");
+        let (_, r): (i32, ProduceResponse) = response(&mut s, ApiKey::Produce, 9);
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(
+            p.error_code, expected,
+            "request {cid}: {:?}",
+            p.error_message
+        );
+    }
+}
