@@ -1,11 +1,12 @@
 """Retention and compaction through the broker, observed with librdkafka."""
 
+import subprocess
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Broker
+from conftest import Broker, kafka_tool
 
 FAST_CLEANER = """
 [log]
@@ -69,6 +70,17 @@ def test_compacted_topic_keeps_latest_value_per_key_at_original_offsets(tmp_path
             time.sleep(0.5)
             records = read_all(broker.bootstrap, topic)
         assert len(records) <= total // 4, f"not compacted: {len(records)} records remain"
+
+        # Old librdkafka (kcat) and the Java consumer read past the emptied batches too.
+        r = subprocess.run(["kcat", "-b", broker.bootstrap, "-C", "-t", topic, "-o", "beginning",
+                            "-e", "-q", "-f", "%o\n"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert [int(o) for o in r.stdout.split()] == [o for o, _, _ in records]
+        r = kafka_tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server",
+                       broker.bootstrap, "--topic", topic, "--partition", "0", "--offset",
+                       "earliest", "--max-messages", str(len(records)), "--timeout-ms", "30000")
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert len(r.stdout.splitlines()) == len(records)
 
         latest = {}
         for offset, key, value in records:

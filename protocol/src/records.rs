@@ -159,6 +159,22 @@ pub fn rebuild_batch(original: &BatchView<'_>, kept: &[RecordView<'_>]) -> Vec<u
     out
 }
 
+/// The header of `original` with no records: same base offset, lastOffsetDelta,
+/// timestamps and producer fields, uncompressed, CRC recomputed. Compaction keeps
+/// such a batch where it removes every record, so the sequence of batches (Raft
+/// entries) never changes; clients skip empty batches.
+pub fn empty_batch(original: &BatchView<'_>) -> Vec<u8> {
+    let mut out = original.bytes()[..HEADER_BYTES].to_vec();
+    let batch_length = (HEADER_BYTES - crate::batch::LOG_OVERHEAD_BYTES) as i32;
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let attributes = original.attributes() & !0x07;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    out[57..61].copy_from_slice(&0i32.to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 /// Re-encodes a batch's records with `target` (the topic's `compression.type`),
 /// keeping every header field but the codec bits; the CRC is recomputed. The
 /// records are parsed first, so a batch that does not decompress or parse is an
@@ -246,6 +262,19 @@ mod tests {
         let keyless = build_batch(7, &[(None, Some(b"v"))]);
         let view = BatchView::parse(&keyless).expect("batch");
         assert!(!all_records_keyed(&view, 1 << 20).expect("parse"));
+    }
+
+    #[test]
+    fn empty_batches_keep_their_offsets() {
+        let bytes = build_batch(7, &[(Some(b"k"), Some(b"v")), (Some(b"k"), None)]);
+        let view = BatchView::parse(&bytes).expect("batch");
+        let empty = empty_batch(&view);
+        let v = BatchView::parse(&empty).expect("empty batch");
+        v.verify_crc().expect("crc");
+        assert_eq!((v.record_count(), v.last_offset_delta()), (0, 1));
+        assert!(parse_records(&records_data(&v, 100).expect("data"), 0)
+            .expect("records")
+            .is_empty());
     }
 
     #[test]

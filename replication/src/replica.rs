@@ -37,6 +37,13 @@ impl std::ops::DerefMut for Partition {
     }
 }
 
+/// Whether `records` holds batches and every one of them is an empty data batch.
+fn only_empty_batches(records: &[u8]) -> bool {
+    !records.is_empty()
+        && sluice_protocol::batch::Batches::new(records)
+            .all(|b| b.is_ok_and(|b| b.record_count() == 0 && !b.is_control()))
+}
+
 /// When a produce is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
@@ -311,11 +318,51 @@ impl Replica {
             )
         };
         let read = plan.execute()?;
+        let records = if only_empty_batches(&read.records) {
+            self.read_past_empty_batches(read, max_bytes, high_watermark)?
+        } else {
+            read.records
+        };
         Ok(FetchData {
-            records: read.records,
+            records,
             high_watermark,
             log_start_offset: log_start,
         })
+    }
+
+    /// Compaction leaves emptied batches in place. librdkafka takes a fetch answer
+    /// holding only empty batches for a message too large to fetch, so such an
+    /// answer is extended with the batches after them; if only empty batches remain
+    /// below the high watermark, nothing is returned and the fetch waits for data.
+    fn read_past_empty_batches(
+        &self,
+        first: sluice_storage::ReadResult,
+        max_bytes: usize,
+        high_watermark: Offset,
+    ) -> Result<Bytes, ReplicaError> {
+        const EXTENSIONS_MAX: usize = 64;
+        let mut buf = BytesMut::from(&first.records[..]);
+        let mut next = first.next_offset;
+        for _ in 0..EXTENSIONS_MAX {
+            if next >= high_watermark {
+                break;
+            }
+            let budget = max_bytes.saturating_sub(buf.len()).max(1);
+            let plan = self
+                .log
+                .lock()
+                .plan_read(next, budget, high_watermark, true)?;
+            let more = plan.execute()?;
+            if more.records.is_empty() {
+                break;
+            }
+            buf.extend_from_slice(&more.records);
+            next = more.next_offset;
+            if !only_empty_batches(&more.records) {
+                return Ok(buf.freeze());
+            }
+        }
+        Ok(Bytes::new())
     }
 
     /// ListOffsets by timestamp: first offset of the first batch whose max timestamp

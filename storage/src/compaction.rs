@@ -9,8 +9,8 @@
 //! ```
 //! The active segment is never compacted. Keyless records and control batches are
 //! kept as they are. A batch that loses some records is rebuilt with the same base
-//! offset, lastOffsetDelta and producer fields; a batch that loses all is dropped,
-//! which leaves a gap in the offsets, as in Kafka.
+//! offset, lastOffsetDelta and producer fields; a batch that loses all of them stays
+//! as an empty batch, so batches (Raft entries) keep their sequence numbers.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sluice_protocol::batch::{self, BatchView};
-use sluice_protocol::records::{parse_records, rebuild_batch, records_data, RecordView};
+use sluice_protocol::records::{
+    empty_batch, parse_records, rebuild_batch, records_data, RecordView,
+};
 use sluice_protocol::types::Offset;
 
 use crate::StorageError;
@@ -251,13 +253,17 @@ impl CompactionPlan {
                 removed += (all.len() - kept.len()) as u64;
                 if kept.len() == all.len() {
                     keep_whole(&mut file, &mut written)
-                } else if !kept.is_empty() {
-                    let rebuilt = rebuild_batch(&view, &kept);
+                } else {
+                    // An emptied batch stays as a header: batches are Raft entries,
+                    // and their sequence must not change.
+                    let rebuilt = if kept.is_empty() {
+                        empty_batch(&view)
+                    } else {
+                        rebuild_batch(&view, &kept)
+                    };
                     file.write_all(&rebuilt)
                         .map_err(|e| StorageError::io("write", &cleaned, e))?;
                     written += rebuilt.len() as u64;
-                    Ok(())
-                } else {
                     Ok(())
                 }
             })?;

@@ -18,6 +18,7 @@
 
 mod api;
 mod compaction;
+mod entries;
 mod error;
 mod index;
 mod log;
@@ -29,7 +30,9 @@ mod segment;
 pub use api::Log;
 pub use compaction::{CompactedSegments, CompactionConfig, CompactionPlan, CompactionStats};
 pub use error::StorageError;
-pub use log::{LogConfig, PartitionLog, ReadPlan, ReadResult, RetentionOutcome, SyncTarget};
+pub use log::{
+    EntryLocation, LogConfig, PartitionLog, ReadPlan, ReadResult, RetentionOutcome, SyncTarget,
+};
 pub use memory::MemoryLog;
 pub use producers::{
     last_seq, BatchMeta, ProducerEntry, ProducerError, ProducerStates, SequenceCheck, BATCHES_KEPT,

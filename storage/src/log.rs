@@ -15,6 +15,7 @@ use tracing::warn;
 use crate::compaction::{
     CompactedSegments, CompactionPlan, CompactionStats, PlannedSegment, CLEANED_SUFFIX,
 };
+use crate::entries::{read_base_entry, write_base_entry};
 use crate::segment::{IndexConfig, ScanEnd, Segment, LOG_SUFFIX};
 use crate::{Log, StorageError};
 
@@ -63,6 +64,19 @@ impl LogConfig {
             max_bytes: self.index_max_bytes,
         }
     }
+}
+
+/// Where a Raft entry (one batch) is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryLocation {
+    pub index: u64,
+    pub segment_base: Offset,
+    pub position: u64,
+    pub size: usize,
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// The batch's partitionLeaderEpoch, which is the Raft term.
+    pub term: LeaderEpoch,
 }
 
 /// What retention removed.
@@ -201,8 +215,9 @@ impl PartitionLog {
         };
         if log.segments.is_empty() {
             let base = stored_start.unwrap_or(Offset(0));
-            log.create_segment(base)?;
+            log.create_segment(base, 0)?;
         }
+        log.check_entry_indexes()?;
         let first_base = *log.segments.keys().next().expect("a log has a segment");
         // The persisted start is written before any segment below it is deleted, so
         // it is authoritative; it may lie in a gap compaction left before the
@@ -213,13 +228,14 @@ impl PartitionLog {
             // were deleted anyway, so the log restarts empty at its start.
             warn!(dir = %log.dir.display(), log_start = %log.log_start, log_end = %log.log_end_offset(),
                 "log ends below its start; restarting it empty at the start");
+            let next_entry = log.next_entry_index();
             let bases: Vec<Offset> = log.segments.keys().copied().collect();
             for base in bases {
                 let seg = log.segments.remove(&base).expect("listed above");
                 seg.remove()?;
             }
             let start = log.log_start;
-            log.create_segment(start)?;
+            log.create_segment(start, next_entry)?;
         }
         log.sync_requested = log.log_end_offset();
         Ok(log)
@@ -258,8 +274,8 @@ impl PartitionLog {
             .expect("a log always has an active segment")
     }
 
-    fn create_segment(&mut self, base: Offset) -> Result<(), StorageError> {
-        let seg = Segment::create(&self.dir, base, self.config.index())?;
+    fn create_segment(&mut self, base: Offset, base_entry: u64) -> Result<(), StorageError> {
+        let seg = Segment::create(&self.dir, base, base_entry, self.config.index())?;
         sync_dir(&self.dir)?;
         self.segments.insert(base, seg);
         Ok(())
@@ -267,11 +283,117 @@ impl PartitionLog {
 
     fn roll(&mut self) -> Result<(), StorageError> {
         let base = self.log_end_offset();
+        let next_entry = self.next_entry_index();
         let sealed_base = self.active().base_offset;
         let file = self.active_mut().seal()?;
         self.sealed_unsynced.push(file);
         self.note_open_sealed(sealed_base);
-        self.create_segment(base)
+        self.create_segment(base, next_entry)
+    }
+
+    /// Fills in entry indexes whose sidecar is missing or damaged (from the
+    /// neighbouring segments) and checks that neighbours agree.
+    fn check_entry_indexes(&mut self) -> Result<(), StorageError> {
+        let mut segs: Vec<Segment> = std::mem::take(&mut self.segments).into_values().collect();
+        let n = segs.len();
+        for i in 0..n {
+            if read_base_entry(&segs[i].path).is_some() {
+                continue;
+            }
+            let derived = if i > 0 {
+                let prev = &mut segs[i - 1];
+                let count = match prev.batch_count() {
+                    Some(c) => c,
+                    None => prev.count_batches()?,
+                };
+                Some(prev.base_entry + count)
+            } else if n > 1 && read_base_entry(&segs[1].path).is_some() {
+                let next_entry = segs[1].base_entry;
+                let count = match segs[0].batch_count() {
+                    Some(c) => c,
+                    None => segs[0].count_batches()?,
+                };
+                next_entry.checked_sub(count)
+            } else if segs[i].base_offset == Offset(0) {
+                Some(0)
+            } else {
+                None
+            };
+            let Some(entry) = derived else {
+                return Err(StorageError::Corrupt {
+                    path: crate::entries::entries_path(&segs[i].path),
+                    position: 0,
+                    reason: "the segment's entry index is lost and cannot be derived".into(),
+                });
+            };
+            warn!(segment = %segs[i].path.display(), entry, "restoring the entry index sidecar");
+            write_base_entry(&segs[i].path, entry)?;
+            segs[i].base_entry = entry;
+        }
+        for i in 1..n {
+            if let Some(count) = segs[i - 1].batch_count() {
+                let expected = segs[i - 1].base_entry + count;
+                if segs[i].base_entry != expected {
+                    return Err(StorageError::Corrupt {
+                        path: crate::entries::entries_path(&segs[i].path),
+                        position: 0,
+                        reason: format!(
+                            "entry index {} where the previous segment ends at {expected}",
+                            segs[i].base_entry
+                        ),
+                    });
+                }
+            }
+        }
+        self.segments = segs.into_iter().map(|s| (s.base_offset, s)).collect();
+        Ok(())
+    }
+
+    /// Entry index of the first batch still stored (Raft's first log index).
+    pub fn first_entry_index(&self) -> u64 {
+        self.segments
+            .values()
+            .next()
+            .expect("a log always has a segment")
+            .base_entry
+    }
+
+    /// Entry index the next appended batch gets (Raft's last log index + 1).
+    pub fn next_entry_index(&self) -> u64 {
+        let active = self.active();
+        active.base_entry + active.summary.batches
+    }
+
+    /// Where entry `index` is stored: its batch's offsets, term and file position.
+    /// `None` outside `[first_entry_index, next_entry_index)`.
+    pub fn locate_entry(&mut self, index: u64) -> Result<Option<EntryLocation>, StorageError> {
+        if index >= self.next_entry_index() {
+            return Ok(None);
+        }
+        let Some(base) = self
+            .segments
+            .iter()
+            .rev()
+            .find(|(_, s)| s.base_entry <= index)
+            .map(|(b, _)| *b)
+        else {
+            return Ok(None);
+        };
+        let seg = self.segments.get_mut(&base).expect("found above");
+        let sealed = !seg.is_active();
+        let found = seg.nth_batch(index - seg.base_entry)?;
+        if sealed {
+            self.note_open_sealed(base);
+        }
+        Ok(found.map(|(position, h, term)| EntryLocation {
+            index,
+            segment_base: base,
+            position,
+            size: h.size,
+            base_offset: h.base_offset,
+            last_offset: h.last_offset,
+            term: LeaderEpoch(term),
+        }))
     }
 
     /// Seals the active segment and starts the next one (nothing when it is empty).
@@ -646,7 +768,9 @@ impl Log for PartitionLog {
             .map(|(b, _)| *b)
             .filter(|b| *b > next || self.segments.len() > 1)
             .collect();
-        for base in doomed {
+        // Highest first: the segment that starts at the cut is the one kept
+        // (emptied) when it would be the last, with its own entry index.
+        for base in doomed.into_iter().rev() {
             if self.segments.len() == 1 {
                 break;
             }
@@ -672,10 +796,10 @@ impl Log for PartitionLog {
             };
             seg.truncate_to(position, next.max(seg.base_offset))?;
             if seg.summary.size == 0 && seg.base_offset != next {
-                let base = seg.base_offset;
+                let (base, entry) = (seg.base_offset, seg.base_entry);
                 let seg = self.segments.remove(&base).expect("the active segment");
                 seg.remove()?;
-                self.create_segment(next)?;
+                self.create_segment(next, entry)?;
             }
         } else if !seg.is_active() {
             // The cut fell on this segment's end: it becomes the active one again.

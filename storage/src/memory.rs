@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use sluice_protocol::batch::{self, BatchView};
-use sluice_protocol::records::{parse_records, rebuild_batch, records_data};
+use sluice_protocol::records::{empty_batch, parse_records, rebuild_batch, records_data};
 use sluice_protocol::types::{LeaderEpoch, Offset};
 
 use crate::{Log, ReadResult, RetentionOutcome, StorageError};
@@ -24,6 +24,8 @@ pub struct MemoryLog {
     batches: Vec<Stored>,
     log_start: Offset,
     log_end: Offset,
+    /// Entry index (batch sequence number) of `batches[0]`.
+    first_entry: u64,
 }
 
 impl MemoryLog {
@@ -92,8 +94,12 @@ impl MemoryLog {
             if kept.len() == all.len() {
                 continue;
             }
-            let rebuilt = (!kept.is_empty()).then(|| {
-                let bytes = rebuild_batch(&view, &kept);
+            let rebuilt = Some({
+                let bytes = if kept.is_empty() {
+                    empty_batch(&view)
+                } else {
+                    rebuild_batch(&view, &kept)
+                };
                 let max_timestamp_ms = BatchView::parse(&bytes).expect("rebuilt").max_timestamp();
                 Stored {
                     base: original.base,
@@ -113,6 +119,25 @@ impl MemoryLog {
                 Some(new) => new,
             })
             .collect();
+    }
+
+    /// Entry index of the first stored batch.
+    pub fn first_entry_index(&self) -> u64 {
+        self.first_entry
+    }
+
+    /// Entry index the next appended batch gets.
+    pub fn next_entry_index(&self) -> u64 {
+        self.first_entry + self.batches.len() as u64
+    }
+
+    /// The batch that is entry `index`: (base offset, last offset, leader epoch).
+    pub fn entry(&self, index: u64) -> Option<(Offset, Offset, LeaderEpoch)> {
+        let b = self
+            .batches
+            .get(usize::try_from(index.checked_sub(self.first_entry)?).ok()?)?;
+        let view = BatchView::parse(&b.bytes).ok()?;
+        Some((b.base, b.last, view.leader_epoch()))
     }
 
     /// Truncation points where the log is dense: batch starts right after the
@@ -233,7 +258,9 @@ impl Log for MemoryLog {
         let offset = offset.min(self.log_end);
         if offset > self.log_start {
             self.log_start = offset;
+            let before = self.batches.len();
             self.batches.retain(|b| b.last >= offset);
+            self.first_entry += (before - self.batches.len()) as u64;
         }
         Ok(RetentionOutcome::default())
     }

@@ -13,6 +13,7 @@ use sluice_protocol::batch::{self, BatchHeader, BatchView, HEADER_BYTES};
 use sluice_protocol::types::Offset;
 use tracing::info;
 
+use crate::entries::{entries_path, read_base_entry, write_base_entry};
 use crate::index::{index_paths, SegmentIndex};
 use crate::StorageError;
 
@@ -40,6 +41,9 @@ pub(crate) struct Summary {
     pub max_timestamp_ms: i64,
     /// Base offset of the batch that holds `max_timestamp_ms`.
     pub offset_of_max_timestamp: Offset,
+    /// Batches counted by the scan or appends (partial for a sealed segment opened
+    /// from its index: see [`Segment::batch_count`]).
+    pub batches: u64,
 }
 
 /// Open handles of a segment: its file and index maps.
@@ -64,6 +68,11 @@ pub(crate) struct Segment {
     pub base_offset: Offset,
     pub path: PathBuf,
     pub summary: Summary,
+    /// Entry index of the first batch (from the `.entries` sidecar).
+    pub base_entry: u64,
+    /// Whether `summary.batches` counts every batch (not so for a sealed segment
+    /// opened from its index, which reads only the batches after the last entry).
+    batches_complete: bool,
     /// Wall-clock time of the first append, for `segment.ms`.
     pub first_append_ms: Option<i64>,
     config: IndexConfig,
@@ -109,6 +118,7 @@ impl Tracker<'_> {
         self.bytes_since_index_entry += size as u64;
         s.size += size as u64;
         s.next_offset = last_offset.next();
+        s.batches += 1;
     }
 }
 
@@ -246,6 +256,7 @@ fn empty_summary(base: Offset) -> Summary {
         next_offset: base,
         max_timestamp_ms: -1,
         offset_of_max_timestamp: base,
+        batches: 0,
     }
 }
 
@@ -272,13 +283,15 @@ fn index_from_scratch(
 }
 
 impl Segment {
-    /// Creates an empty active segment.
+    /// Creates an empty active segment whose first batch will be entry `base_entry`.
     pub fn create(
         dir: &Path,
         base_offset: Offset,
+        base_entry: u64,
         config: IndexConfig,
     ) -> Result<Self, StorageError> {
         let path = dir.join(segment_file_name(base_offset));
+        write_base_entry(&path, base_entry)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -288,6 +301,8 @@ impl Segment {
         let index = SegmentIndex::create(&path, config.max_bytes)?;
         Ok(Segment {
             base_offset,
+            base_entry,
+            batches_complete: true,
             summary: empty_summary(base_offset),
             first_append_ms: None,
             config,
@@ -314,6 +329,8 @@ impl Segment {
             index_from_scratch(&file, &path, base_offset, config, true)?;
         let seg = Segment {
             base_offset,
+            base_entry: read_base_entry(&path).unwrap_or(0),
+            batches_complete: true,
             summary,
             first_append_ms: None,
             config,
@@ -345,6 +362,7 @@ impl Segment {
             position,
             reason,
         };
+        let mut batches_complete = false;
         let summary = match SegmentIndex::open_sealed(&path, len)? {
             Some(index) => {
                 let (rel, position) = index.last_entry().unwrap_or((0, 0));
@@ -356,6 +374,7 @@ impl Segment {
                         next_offset: Offset(base_offset.0 + i64::from(rel)),
                         max_timestamp_ms: ts,
                         offset_of_max_timestamp: Offset(base_offset.0 + i64::from(ts_rel)),
+                        batches: 0,
                     },
                     index: None,
                     bytes_since_index_entry: 0,
@@ -376,11 +395,14 @@ impl Segment {
                     return Err(corrupt(position, reason));
                 }
                 index.seal()?;
+                batches_complete = true;
                 summary
             }
         };
         let seg = Segment {
             base_offset,
+            base_entry: read_base_entry(&path).unwrap_or(0),
+            batches_complete,
             summary,
             first_append_ms: None,
             config,
@@ -538,11 +560,71 @@ impl Segment {
             seg.summary.next_offset <= next,
             "truncation left offsets at or past {next}"
         );
-        let first_append_ms = self.first_append_ms;
+        let (first_append_ms, base_entry) = (self.first_append_ms, self.base_entry);
         *self = seg;
+        self.base_entry = base_entry;
         // After a compaction gap the next offset is the cut, not the last batch + 1.
         self.summary.next_offset = next;
         self.first_append_ms = first_append_ms;
+        Ok(())
+    }
+
+    /// Batches in the segment, if known without reading it.
+    pub fn batch_count(&self) -> Option<u64> {
+        self.batches_complete.then_some(self.summary.batches)
+    }
+
+    /// Counts the segment's batches by walking their headers.
+    pub fn count_batches(&mut self) -> Result<u64, StorageError> {
+        let mut n = 0;
+        self.walk(|_, _| {
+            n += 1;
+            Ok(true)
+        })?;
+        Ok(n)
+    }
+
+    /// The `n`-th batch of the segment (0-based): its position and header, and its
+    /// leader epoch (the Raft term).
+    pub fn nth_batch(&mut self, n: u64) -> Result<Option<(u64, BatchHeader, i32)>, StorageError> {
+        let mut seen = 0u64;
+        let mut found = None;
+        self.walk(|position, header| {
+            if seen == n {
+                let epoch = i32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+                found = BatchHeader::parse(header)
+                    .ok()
+                    .map(|h| (position, h, epoch));
+                return Ok(false);
+            }
+            seen += 1;
+            Ok(true)
+        })?;
+        Ok(found)
+    }
+
+    /// Calls `f(position, header bytes)` for each batch until it returns false.
+    fn walk(
+        &mut self,
+        mut f: impl FnMut(u64, &[u8]) -> Result<bool, StorageError>,
+    ) -> Result<(), StorageError> {
+        let size = self.summary.size;
+        let path = self.path.clone();
+        let h = self.handles()?;
+        let mut position = 0u64;
+        let mut header = [0u8; HEADER_BYTES];
+        while position + HEADER_BYTES as u64 <= size {
+            read_exact_at(h.file(), &path, &mut header, position)?;
+            let parsed = BatchHeader::parse(&header).map_err(|e| StorageError::Corrupt {
+                path: path.clone(),
+                position,
+                reason: e.to_string(),
+            })?;
+            if !f(position, &header)? {
+                return Ok(());
+            }
+            position += parsed.size as u64;
+        }
         Ok(())
     }
 
@@ -564,8 +646,9 @@ impl Segment {
     pub fn remove(self) -> Result<(), StorageError> {
         let (index, timeindex) = index_paths(&self.path);
         let path = self.path.clone();
+        let entries = entries_path(&path);
         drop(self);
-        for p in [&path, &index, &timeindex] {
+        for p in [&path, &index, &timeindex, &entries] {
             match std::fs::remove_file(p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(StorageError::io("delete segment", p, e))

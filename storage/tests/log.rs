@@ -369,3 +369,54 @@ fn flush_messages_and_flush_ms_signal_a_due_sync() {
     log.sync_target().expect("dirty");
     assert!(!log.flush_due(5000), "nothing unsynced");
 }
+
+#[test]
+fn entry_indexes_number_batches_and_survive_lost_sidecars() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let offsets: Vec<_> = (0..120).map(|i| append(&mut log, i, 2, 5)).collect();
+    assert_eq!((log.first_entry_index(), log.next_entry_index()), (0, 120));
+    for (i, (base, last)) in offsets.iter().enumerate() {
+        let e = log
+            .locate_entry(i as u64)
+            .expect("locate")
+            .expect("present");
+        assert_eq!(
+            (e.base_offset, e.last_offset, e.term),
+            (*base, *last, LeaderEpoch(3))
+        );
+    }
+    assert_eq!(log.locate_entry(120).expect("locate"), None);
+    log.advance_log_start(offsets[30].0).expect("advance");
+    let first = log.first_entry_index();
+    assert!(
+        first > 0 && first <= 30,
+        "whole segments went: first entry {first}"
+    );
+    log.sync_all().expect("sync");
+    drop(log);
+
+    let sidecars = segment_files(dir.path(), "entries");
+    assert!(sidecars.len() > 3);
+    std::fs::remove_file(&sidecars[0]).expect("remove first");
+    std::fs::write(&sidecars[2], b"garbage").expect("damage middle");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("recovers");
+    assert_eq!(
+        (log.first_entry_index(), log.next_entry_index()),
+        (first, 120)
+    );
+    for i in first..120 {
+        let e = log.locate_entry(i).expect("locate").expect("present");
+        assert_eq!(e.base_offset, offsets[i as usize].0, "entry {i}");
+    }
+    drop(log);
+
+    // With every sidecar lost and the log not starting at 0, the numbering is gone.
+    for p in segment_files(dir.path(), "entries") {
+        std::fs::remove_file(p).expect("remove");
+    }
+    assert!(matches!(
+        PartitionLog::open(dir.path(), small_config()),
+        Err(StorageError::Corrupt { .. })
+    ));
+}

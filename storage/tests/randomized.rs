@@ -69,6 +69,26 @@ fn check_same(file: &mut PartitionLog, model: &mut MemoryLog, ctx: &str) {
         model.log_end_offset(),
         "log end ({ctx})"
     );
+    // Raft entry numbering: the file may still hold batches below the log start
+    // (whole segments go), never fewer than the model.
+    assert_eq!(
+        file.next_entry_index(),
+        model.next_entry_index(),
+        "next entry ({ctx})"
+    );
+    assert!(
+        file.first_entry_index() <= model.first_entry_index(),
+        "first entry ({ctx})"
+    );
+}
+
+fn check_entry(file: &mut PartitionLog, model: &MemoryLog, index: u64) {
+    let want = model.entry(index);
+    let got = file
+        .locate_entry(index)
+        .expect("locate entry")
+        .map(|e| (e.base_offset, e.last_offset, e.term));
+    assert_eq!(got, want, "entry {index}");
 }
 
 fn check_read(
@@ -127,7 +147,12 @@ fn run(seed: u64, steps: usize) {
         let ctx = format!("step {step}, op {op}");
         if std::env::var("SLUICE_TRACE_OPS").is_ok() {
             eprintln!(
-                "{ctx}: start {} end {} synced {synced_end} active base {}",
+                "{ctx}: entries file {}..{} model {}..{} segments {:?} start {} end {} synced {synced_end} active base {}",
+                file.first_entry_index(),
+                file.next_entry_index(),
+                model.first_entry_index(),
+                model.next_entry_index(),
+                file.segment_summaries(),
                 file.log_start_offset(),
                 file.log_end_offset(),
                 file.active_segment_base()
@@ -162,7 +187,12 @@ fn run(seed: u64, steps: usize) {
                     .expect("file append");
                 assert_eq!(a, b, "{ctx}: offsets");
             }
-            40..=59 => {
+            40..=44 => {
+                let (first, next) = (model.first_entry_index(), model.next_entry_index());
+                let index = first + rng.below(next - first + 1);
+                check_entry(&mut file, &model, index);
+            }
+            45..=59 => {
                 let (start, end) = (model.log_start_offset().0, model.log_end_offset().0);
                 let offset = Offset(rng.range(start - 1, end + 1));
                 let upper = if rng.below(2) == 0 {
