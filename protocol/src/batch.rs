@@ -271,18 +271,37 @@ pub fn validate_produce_records(records: &[u8]) -> Result<BatchView<'_>, BatchEr
     Ok(batch)
 }
 
-/// Assigns offsets to a stored batch by patching `baseOffset` and the leader epoch in
-/// place. The CRC covers bytes 21..end, so it stays valid. Returns the last offset.
-pub fn assign_offsets(batch: &mut [u8], base_offset: Offset, epoch: LeaderEpoch) -> Offset {
+/// Bytes at the front of a batch that offset assignment rewrites: baseOffset,
+/// batchLength and partitionLeaderEpoch (batchLength is copied unchanged).
+pub const PATCHED_PREFIX_BYTES: usize = 16;
+
+/// The first [`PATCHED_PREFIX_BYTES`] of `batch` with `baseOffset` and the leader
+/// epoch replaced, and the batch's last offset. The CRC covers bytes 21..end, so
+/// the prefix can be written in front of the untouched rest of the batch.
+pub fn patched_prefix(
+    batch: &[u8],
+    base_offset: Offset,
+    epoch: LeaderEpoch,
+) -> ([u8; PATCHED_PREFIX_BYTES], Offset) {
     assert!(
         batch.len() >= HEADER_BYTES,
-        "assign_offsets on a batch of {} bytes",
+        "patched_prefix of a batch of {} bytes",
         batch.len()
     );
-    batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.0.to_be_bytes());
-    batch[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&epoch.0.to_be_bytes());
+    let mut prefix = [0u8; PATCHED_PREFIX_BYTES];
+    prefix.copy_from_slice(&batch[..PATCHED_PREFIX_BYTES]);
+    prefix[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.0.to_be_bytes());
+    prefix[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&epoch.0.to_be_bytes());
     let delta = i32_at(batch, LAST_OFFSET_DELTA);
-    Offset(base_offset.0 + i64::from(delta))
+    (prefix, Offset(base_offset.0 + i64::from(delta)))
+}
+
+/// Assigns offsets to a batch in place by patching `baseOffset` and the leader
+/// epoch. The CRC covers bytes 21..end, so it stays valid. Returns the last offset.
+pub fn assign_offsets(batch: &mut [u8], base_offset: Offset, epoch: LeaderEpoch) -> Offset {
+    let (prefix, last) = patched_prefix(batch, base_offset, epoch);
+    batch[..PATCHED_PREFIX_BYTES].copy_from_slice(&prefix);
+    last
 }
 
 /// Stamps a batch with the broker's clock (`message.timestamp.type=LogAppendTime`):

@@ -158,7 +158,7 @@ impl Replica {
     /// Appends a validated batch and waits as `acks` asks.
     pub async fn append(
         self: &Arc<Self>,
-        batch: BytesMut,
+        batch: Bytes,
         acks: Acks,
         now_ms: i64,
     ) -> Result<AppendInfo, ReplicaError> {
@@ -173,7 +173,7 @@ impl Replica {
     /// commit wait for it with [`Replica::wait_committed`].
     pub fn append_now(
         self: &Arc<Self>,
-        mut batch: BytesMut,
+        batch: Bytes,
         now_ms: i64,
     ) -> Result<AppendInfo, ReplicaError> {
         self.check_online()?;
@@ -202,7 +202,7 @@ impl Replica {
                 }
             }
             let active_before = p.log.active_segment_base();
-            let appended = p.log.append(&mut batch, self.epoch, now_ms);
+            let appended = p.log.append_shared(&batch, self.epoch, now_ms);
             match appended {
                 Ok((base, last)) => {
                     self.log_end.store(last.0 + 1, Ordering::Release);

@@ -419,6 +419,40 @@ impl PartitionLog {
         }
     }
 
+    /// Appends one validated batch without changing the caller's bytes: the batch's
+    /// first 16 bytes are written with `baseOffset` (the log end) and the leader
+    /// epoch assigned, the rest as it is (the CRC does not cover those fields).
+    /// Returns (base, last) offsets.
+    pub fn append_shared(
+        &mut self,
+        batch: &[u8],
+        epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<(Offset, Offset), StorageError> {
+        let size = batch.len() as u64;
+        if size > self.config.segment_bytes {
+            return Err(StorageError::BatchTooLarge {
+                size: batch.len(),
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        let active = self.active();
+        let too_big = active.summary.size + size > self.config.segment_bytes;
+        let too_old = active
+            .first_append_ms
+            .is_some_and(|t| now_ms - t >= self.config.segment_ms);
+        if active.summary.size > 0 && (too_big || too_old || active.index_is_full()) {
+            self.roll()?;
+        }
+        let base = self.log_end_offset();
+        let (prefix, last) = batch::patched_prefix(batch, base, epoch);
+        self.active_mut().append(&prefix, batch, now_ms)?;
+        assert_eq!(self.log_end_offset(), last.next(), "log end after append");
+        self.unsynced_records += last.0 - base.0 + 1;
+        self.unsynced_since_ms.get_or_insert(now_ms);
+        Ok((base, last))
+    }
+
     /// Whether `flush.messages` or `flush.ms` ask for a sync now.
     pub fn flush_due(&self, now_ms: i64) -> bool {
         self.unsynced_records >= self.config.flush_messages
@@ -667,27 +701,8 @@ impl Log for PartitionLog {
         epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<(Offset, Offset), StorageError> {
-        let size = batch.len() as u64;
-        if size > self.config.segment_bytes {
-            return Err(StorageError::BatchTooLarge {
-                size: batch.len(),
-                segment_bytes: self.config.segment_bytes,
-            });
-        }
-        let active = self.active();
-        let too_big = active.summary.size + size > self.config.segment_bytes;
-        let too_old = active
-            .first_append_ms
-            .is_some_and(|t| now_ms - t >= self.config.segment_ms);
-        if active.summary.size > 0 && (too_big || too_old || active.index_is_full()) {
-            self.roll()?;
-        }
-        let base = self.log_end_offset();
-        let last = batch::assign_offsets(batch, base, epoch);
-        self.active_mut().append(batch, now_ms)?;
-        assert_eq!(self.log_end_offset(), last.next(), "log end after append");
-        self.unsynced_records += last.0 - base.0 + 1;
-        self.unsynced_since_ms.get_or_insert(now_ms);
+        let (base, last) = self.append_shared(batch, epoch, now_ms)?;
+        batch::assign_offsets(batch, base, epoch);
         Ok((base, last))
     }
 

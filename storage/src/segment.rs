@@ -474,16 +474,25 @@ impl Segment {
         }
     }
 
-    /// Appends one batch whose offsets are already assigned.
-    pub fn append(&mut self, bytes: &[u8], now_ms: i64) -> Result<(), StorageError> {
+    /// Appends one batch: `prefix` (its first bytes with offsets assigned, see
+    /// [`batch::patched_prefix`]) followed by the rest of `bytes` as they are.
+    pub fn append(
+        &mut self,
+        prefix: &[u8; batch::PATCHED_PREFIX_BYTES],
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
         let view = BatchView::parse(bytes)?;
+        assert_eq!(view.size(), bytes.len(), "append of a partial batch");
+        let mut base = [0u8; 8];
+        base.copy_from_slice(&prefix[..8]);
+        let base_offset = Offset(i64::from_be_bytes(base));
         assert_eq!(
-            view.base_offset(),
+            base_offset,
             self.summary.next_offset,
             "append out of order in {}",
             self.path.display()
         );
-        assert_eq!(view.size(), bytes.len(), "append of a partial batch");
         let State::Active {
             handles,
             bytes_since_index_entry,
@@ -491,10 +500,15 @@ impl Segment {
         else {
             panic!("append to sealed segment {}", self.path.display());
         };
-        handles
-            .file
-            .write_all_at(bytes, self.summary.size)
-            .map_err(|e| StorageError::io("write segment", &self.path, e))?;
+        let at = self.summary.size;
+        let write = |buf: &[u8], position: u64| {
+            handles
+                .file
+                .write_all_at(buf, position)
+                .map_err(|e| StorageError::io("write segment", &self.path, e))
+        };
+        write(prefix, at)?;
+        write(&bytes[prefix.len()..], at + prefix.len() as u64)?;
         let mut tracker = Tracker {
             base: self.base_offset,
             summary: self.summary,
@@ -502,12 +516,8 @@ impl Segment {
             bytes_since_index_entry: *bytes_since_index_entry,
             interval_bytes: self.config.interval_bytes,
         };
-        tracker.track(
-            view.base_offset(),
-            view.last_offset(),
-            view.size(),
-            view.max_timestamp(),
-        );
+        let last_offset = Offset(base_offset.0 + i64::from(view.last_offset_delta()));
+        tracker.track(base_offset, last_offset, view.size(), view.max_timestamp());
         self.summary = tracker.summary;
         *bytes_since_index_entry = tracker.bytes_since_index_entry;
         self.first_append_ms.get_or_insert(now_ms);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
@@ -58,19 +58,20 @@ fn replica_error_code(e: &ReplicaError) -> ResponseError {
 /// The topic's settings that look inside a batch, applied to a validated batch:
 /// re-encoding to `compression.type`, keys on compacted topics, LogAppendTime.
 /// Returns the batch to store and the log append time (-1 with CreateTime).
-/// Topics with `compression.type=producer` and CreateTime keep the bytes as sent.
+/// Topics with `compression.type=producer` and CreateTime keep the request's bytes:
+/// no copy is made.
 fn apply_topic_policies(
     topic: &Topic,
-    records: &[u8],
+    records: Bytes,
     max_message_bytes: i64,
     now_ms: i64,
-) -> Result<(BytesMut, i64), (ResponseError, String)> {
+) -> Result<(Bytes, i64), (ResponseError, String)> {
     let corrupt = |e: RecordsError| (ResponseError::CorruptMessage, e.to_string());
     // A compressed batch may inflate well past max.message.bytes; bound it anyway.
     let inflate_limit = (max_message_bytes.max(0) as usize)
         .saturating_mul(32)
         .max(64 << 20);
-    let view = BatchView::parse(records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
+    let view = BatchView::parse(&records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
     let mut stored: Option<Vec<u8>> = None;
     if let Some(target) = topic.configs.compression_target() {
         if view.compression().ok() != Some(target) {
@@ -86,13 +87,12 @@ fn apply_topic_policies(
             ));
         }
     }
-    let mut batch = BytesMut::from(stored.as_deref().unwrap_or(records));
-    let mut log_append_time_ms = -1;
     if topic.configs.log_append_time() {
+        let mut batch = BytesMut::from(stored.as_deref().unwrap_or(&records));
         set_log_append_time(&mut batch, now_ms);
-        log_append_time_ms = now_ms;
+        return Ok((batch.freeze(), now_ms));
     }
-    Ok((batch, log_append_time_ms))
+    Ok((stored.map_or(records, Bytes::from), -1))
 }
 
 /// One partition's answer while the request is being processed.
@@ -178,7 +178,7 @@ pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> P
                 continue;
             }
             let (batch, log_append_time_ms) =
-                match apply_topic_policies(topic, &records, max_bytes, now_ms) {
+                match apply_topic_policies(topic, records, max_bytes, now_ms) {
                     Ok(prepared) => prepared,
                     Err((error, message)) => {
                         debug!(topic = %name, partition = index, %message, "rejected batch");
