@@ -299,37 +299,34 @@ impl Segment {
             .open(&path)
             .map_err(|e| StorageError::io("create segment", &path, e))?;
         let index = SegmentIndex::create(&path, config.max_bytes)?;
-        Ok(Segment {
+        let summary = empty_summary(base_offset);
+        Ok(Segment::active(
+            path,
             base_offset,
             base_entry,
-            batches_complete: true,
-            summary: empty_summary(base_offset),
-            first_append_ms: None,
+            summary,
             config,
-            state: State::Active {
-                handles: Handles {
-                    base_offset,
-                    file: Arc::new(file),
-                    index,
-                },
-                bytes_since_index_entry: 0,
-            },
-            path,
-        })
+            file,
+            index,
+            0,
+        ))
     }
 
-    /// Opens the active segment: checks every batch's CRC32C and rebuilds its indexes.
-    pub fn open_active(
+    /// An active segment from its open file and writable index.
+    #[allow(clippy::too_many_arguments)]
+    fn active(
         path: PathBuf,
         base_offset: Offset,
+        base_entry: u64,
+        summary: Summary,
         config: IndexConfig,
-    ) -> Result<(Self, ScanEnd), StorageError> {
-        let file = open_rw(&path)?;
-        let (index, summary, bytes_since_index_entry, end) =
-            index_from_scratch(&file, &path, base_offset, config, true)?;
-        let seg = Segment {
+        file: File,
+        index: SegmentIndex,
+        bytes_since_index_entry: u64,
+    ) -> Self {
+        Segment {
             base_offset,
-            base_entry: read_base_entry(&path).unwrap_or(0),
+            base_entry,
             batches_complete: true,
             summary,
             first_append_ms: None,
@@ -343,7 +340,29 @@ impl Segment {
                 bytes_since_index_entry,
             },
             path,
-        };
+        }
+    }
+
+    /// Opens the active segment: checks every batch's CRC32C and rebuilds its indexes.
+    pub fn open_active(
+        path: PathBuf,
+        base_offset: Offset,
+        config: IndexConfig,
+    ) -> Result<(Self, ScanEnd), StorageError> {
+        let file = open_rw(&path)?;
+        let (index, summary, bytes_since_index_entry, end) =
+            index_from_scratch(&file, &path, base_offset, config, true)?;
+        let base_entry = read_base_entry(&path).unwrap_or(0);
+        let seg = Segment::active(
+            path,
+            base_offset,
+            base_entry,
+            summary,
+            config,
+            file,
+            index,
+            bytes_since_index_entry,
+        );
         Ok((seg, end))
     }
 
