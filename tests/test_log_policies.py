@@ -126,3 +126,26 @@ def test_time_retention_advances_the_log_start(tmp_path):
         assert [v for (_, _, v) in fresh] == [b"fresh"] * 5
     finally:
         broker.stop()
+
+
+def test_flush_messages_topic_syncs_each_append_and_serves_consumers(broker):
+    """flush.messages=1 makes every append sync before it is answered (the inline
+    path, not the group-commit flusher); consumers still see everything."""
+    topic = "payments.flushed"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1, config={"flush.messages": "1"})])[topic].result(30)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "1", "linger.ms": 0})
+    delivered = []
+    for i in range(200):
+        p.produce(topic, key=f"k{i}".encode(), value=f"v{i}".encode(),
+                  on_delivery=lambda err, msg: delivered.append((err, msg.offset())))
+        if i % 20 == 0:
+            p.flush(10)
+    assert p.flush(30) == 0
+    assert all(err is None for err, _ in delivered), delivered[:3]
+    assert sorted(o for _, o in delivered) == list(range(200))
+    values = [v for (_, _, v) in read_all(broker.bootstrap, topic)]
+    assert values == [f"v{i}".encode() for i in range(200)]
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "flushed"})
+    assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (0, 200)
+    c.close()

@@ -334,10 +334,6 @@ impl<'a> Batches<'a> {
             failed: false,
         }
     }
-    /// Bytes not yet consumed.
-    pub fn remaining(&self) -> &'a [u8] {
-        self.rest
-    }
 }
 
 impl<'a> Iterator for Batches<'a> {

@@ -24,14 +24,6 @@ newtype!(
     /// A partition leader epoch; with replication this is the Raft term.
     LeaderEpoch(i32)
 );
-newtype!(
-    /// A broker's node id.
-    NodeId(i32)
-);
-newtype!(
-    /// An idempotent producer's id.
-    ProducerId(i64)
-);
 
 impl Offset {
     pub const fn next(self) -> Offset {

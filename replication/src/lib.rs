@@ -7,8 +7,9 @@
 //! watermark, commit notifications), with the log as the Raft log.
 //!
 //! ```text
-//!  append(batch, acks) ─► lock log ─► PartitionLog::append ─► unlock ─► flusher.mark_dirty
-//!        acks=1 ◄─ answered here          acks=-1 ◄─ answered when commit >= last offset
+//!  append_now(batch) ─► lock ─► producer check ─► PartitionLog::append_shared ─► unlock
+//!        ─► flusher.mark_dirty      acks=1 ◄─ answered here
+//!  wait_committed(last + 1)         acks=-1 ◄─ answered when commit >= last offset
 //!  flusher thread: take dirty replicas ─► sync_target() ─► fdatasync (no lock held)
 //!                  ─► commit(end): high watermark = end, wake waiters and fetchers
 //! ```

@@ -155,20 +155,6 @@ impl Replica {
         self.commit.send_modify(|c| c.failed = true);
     }
 
-    /// Appends a validated batch and waits as `acks` asks.
-    pub async fn append(
-        self: &Arc<Self>,
-        batch: Bytes,
-        acks: Acks,
-        now_ms: i64,
-    ) -> Result<AppendInfo, ReplicaError> {
-        let info = self.append_now(batch, now_ms)?;
-        if acks == Acks::All {
-            self.wait_committed(info.last_offset.next()).await?;
-        }
-        Ok(info)
-    }
-
     /// Appends a validated batch now (acks=1 semantics); callers that need the
     /// commit wait for it with [`Replica::wait_committed`].
     pub fn append_now(

@@ -33,19 +33,6 @@ impl MemoryLog {
         MemoryLog::default()
     }
 
-    /// Offsets at which a batch starts, from the log start on, plus the log end:
-    /// the valid truncation points.
-    pub fn batch_boundaries(&self) -> Vec<Offset> {
-        let mut v: Vec<Offset> = self
-            .batches
-            .iter()
-            .filter(|b| b.base >= self.log_start)
-            .map(|b| b.base)
-            .collect();
-        v.push(self.log_end);
-        v
-    }
-
     /// Compacts the batches below `sealed_below` by the rules of
     /// [`crate::CompactionPlan::run`]: the latest record of each key stays,
     /// tombstones older than `delete_retention_ms` go, offsets never change.
