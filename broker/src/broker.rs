@@ -7,12 +7,20 @@ use sluice_replication::{CommitSignal, Flusher};
 
 use crate::cluster::{Cluster, TopicError};
 use crate::config::BrokerConfig;
+use crate::group::Coordinator;
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
     pub cluster: Arc<Cluster>,
     pub flusher: Arc<Flusher>,
+    pub groups: Arc<Coordinator>,
 }
 
 impl Broker {
@@ -20,10 +28,12 @@ impl Broker {
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>, TopicError> {
         let flusher = Flusher::start();
         let cluster = Cluster::open(config.clone(), Arc::clone(&flusher))?;
+        let groups = Coordinator::open(Arc::clone(&cluster), wall_clock_ms())?;
         Ok(Arc::new(Broker {
             config,
             cluster,
             flusher,
+            groups,
         }))
     }
 
@@ -33,9 +43,7 @@ impl Broker {
 
     /// Wall-clock milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
+        wall_clock_ms()
     }
 
     pub fn commit_signal(&self) -> CommitSignal {

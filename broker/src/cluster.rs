@@ -291,6 +291,11 @@ impl Cluster {
     /// Deletes a topic: forgotten and persisted first, then its logs are removed.
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         let _guard = self.changes.lock();
+        if name.starts_with("__") && self.topics.read().contains_key(name) {
+            return Err(TopicError::InvalidName(format!(
+                "topic '{name}' is internal and cannot be deleted"
+            )));
+        }
         let Some(topic) = self.topics.write().remove(name) else {
             return Err(TopicError::Unknown(name.to_string()));
         };

@@ -44,6 +44,38 @@ pub struct BrokerConfig {
     pub shutdown_timeout_s: u64,
     pub producer_id_expiration_ms: i64,
     pub log: LogDefaults,
+    pub group_coordinator: GroupCoordinatorConfig,
+}
+
+/// The group coordinator's settings (Kafka's `offsets.*` and `group.*`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupCoordinatorConfig {
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_segment_bytes: u64,
+    pub offsets_retention_minutes: i64,
+    pub offsets_retention_check_interval_ms: u64,
+    pub offset_metadata_max_bytes: usize,
+    pub group_initial_rebalance_delay_ms: i64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub group_max_size: usize,
+}
+
+impl Default for GroupCoordinatorConfig {
+    fn default() -> Self {
+        GroupCoordinatorConfig {
+            offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 100 << 20,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: i32::MAX as usize,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
@@ -81,6 +113,7 @@ impl Default for BrokerConfig {
             shutdown_timeout_s: 10,
             producer_id_expiration_ms: 24 * 3600 * 1000,
             log: LogDefaults::default(),
+            group_coordinator: GroupCoordinatorConfig::default(),
         }
     }
 }
@@ -189,6 +222,72 @@ impl BrokerConfig {
         }
         if self.cluster_id.is_empty() {
             return Err(bad("cluster_id", "must not be empty".into()));
+        }
+        let g = &self.group_coordinator;
+        if !(1..=crate::cluster::PARTITIONS_MAX).contains(&g.offsets_topic_num_partitions) {
+            return Err(bad(
+                "group_coordinator.offsets_topic_num_partitions",
+                format!(
+                    "{} must be between 1 and {}",
+                    g.offsets_topic_num_partitions,
+                    crate::cluster::PARTITIONS_MAX
+                ),
+            ));
+        }
+        if g.offsets_topic_segment_bytes < 1024 || g.offsets_topic_segment_bytes > i32::MAX as u64 {
+            return Err(bad(
+                "group_coordinator.offsets_topic_segment_bytes",
+                format!(
+                    "{} must be between 1024 and {}",
+                    g.offsets_topic_segment_bytes,
+                    i32::MAX
+                ),
+            ));
+        }
+        if g.offsets_retention_minutes < 1 {
+            return Err(bad(
+                "group_coordinator.offsets_retention_minutes",
+                "must be positive".into(),
+            ));
+        }
+        if g.offsets_retention_check_interval_ms == 0 {
+            return Err(bad(
+                "group_coordinator.offsets_retention_check_interval_ms",
+                "must be positive".into(),
+            ));
+        }
+        if g.offset_metadata_max_bytes > i16::MAX as usize {
+            return Err(bad(
+                "group_coordinator.offset_metadata_max_bytes",
+                format!(
+                    "{} must be at most {}",
+                    g.offset_metadata_max_bytes,
+                    i16::MAX
+                ),
+            ));
+        }
+        if g.group_initial_rebalance_delay_ms < 0 {
+            return Err(bad(
+                "group_coordinator.group_initial_rebalance_delay_ms",
+                "must not be negative".into(),
+            ));
+        }
+        if g.group_min_session_timeout_ms < 1
+            || g.group_max_session_timeout_ms < g.group_min_session_timeout_ms
+        {
+            return Err(bad(
+                "group_coordinator.group_max_session_timeout_ms",
+                format!(
+                    "the session timeout range {}..{} is empty",
+                    g.group_min_session_timeout_ms, g.group_max_session_timeout_ms
+                ),
+            ));
+        }
+        if g.group_max_size == 0 {
+            return Err(bad(
+                "group_coordinator.group_max_size",
+                "must be at least 1".into(),
+            ));
         }
         let log = &self.log;
         if log.segment_bytes < 1024 || log.segment_bytes > i32::MAX as u64 {

@@ -134,7 +134,8 @@ async fn dispatch(
                 request.version,
                 request.header.correlation_id,
             );
-            let handling = handlers::start(broker, *request);
+            let host = peer.rsplit_once(':').map_or(peer.as_str(), |(h, _)| h);
+            let handling = handlers::start(broker, *request, host);
             tokio::spawn(async move {
                 let Some(body) = handling.await else {
                     let _ = tx.send(None);

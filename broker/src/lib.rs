@@ -17,6 +17,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod group;
 pub mod handlers;
 pub mod server;
 pub mod topic_config;

@@ -22,6 +22,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(retention_loop(Arc::clone(&broker)));
     let cleaner = tokio::spawn(cleaner_loop(Arc::clone(&broker)));
+    let group_timers = tokio::spawn(group_timer_loop(Arc::clone(&broker)));
+    let offsets_expiry = tokio::spawn(offsets_expiry_loop(Arc::clone(&broker)));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -47,6 +49,11 @@ pub async fn run(
     }
     retention.abort();
     cleaner.abort();
+    group_timers.abort();
+    offsets_expiry.abort();
+    // Requests waiting on a rebalance are answered NOT_COORDINATOR now, so they do
+    // not hold the shutdown for a rebalance timeout.
+    broker.groups.shutdown();
     info!(
         connections = connections.len(),
         "shutting down: answering in-flight requests"
@@ -97,5 +104,34 @@ async fn cleaner_loop(broker: Arc<Broker>) {
         if let Err(e) = tokio::task::spawn_blocking(move || b.cluster.compact(b.now_ms())).await {
             warn!(error = %e, "compaction task failed");
         }
+    }
+}
+
+/// How often group deadlines (sessions, rebalance and initial delays) are checked.
+const GROUP_TICK: Duration = Duration::from_millis(100);
+
+/// Runs the group coordinator's timers.
+async fn group_timer_loop(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(GROUP_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        broker.groups.tick(broker.now_ms());
+    }
+}
+
+/// Expires committed offsets every `offsets_retention_check_interval_ms`.
+async fn offsets_expiry_loop(broker: Arc<Broker>) {
+    let period = Duration::from_millis(
+        broker
+            .config
+            .group_coordinator
+            .offsets_retention_check_interval_ms,
+    );
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        broker.groups.expire_offsets(broker.now_ms()).await;
     }
 }

@@ -9,17 +9,29 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_protocol::codec::{ApiRange, Request};
 
+use crate::group::GroupError;
 use crate::Broker;
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 const fn range(api_key: ApiKey, min: i16, max: i16) -> ApiRange {
     ApiRange { api_key, min, max }
@@ -40,7 +52,26 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::CreateTopics, 2, 7),
     range(ApiKey::DeleteTopics, 1, 6),
     range(ApiKey::InitProducerId, 0, 5),
+    range(ApiKey::FindCoordinator, 0, 6),
+    range(ApiKey::JoinGroup, 0, 9),
+    range(ApiKey::SyncGroup, 0, 5),
+    range(ApiKey::Heartbeat, 0, 4),
+    range(ApiKey::LeaveGroup, 0, 5),
+    range(ApiKey::OffsetCommit, 2, 9),
+    range(ApiKey::OffsetFetch, 1, 9),
+    range(ApiKey::OffsetDelete, 0, 0),
+    range(ApiKey::DescribeGroups, 0, 6),
+    range(ApiKey::ListGroups, 0, 5),
+    range(ApiKey::DeleteGroups, 0, 2),
 ];
+
+/// Who sent a request: JoinGroup records it, DescribeGroups shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub client_id: String,
+    /// The peer's address as Kafka shows it (`/127.0.0.1`).
+    pub host: String,
+}
 
 /// The rest of a request's handling, run concurrently with later requests.
 pub type Handling = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
@@ -48,18 +79,33 @@ pub type Handling = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
 /// Starts a request. Work whose order matters (appends) happens here, before the
 /// connection reads its next request; the returned future does the rest. Its
 /// output `None` means no response is sent (Produce with acks=0).
-pub fn start(broker: &Arc<Broker>, request: Request) -> Handling {
+pub fn start(broker: &Arc<Broker>, request: Request, peer_host: &str) -> Handling {
     let broker = Arc::clone(broker);
     match request.body {
         RequestKind::Produce(r) => {
             let pending = produce::append(&broker, r, request.version);
             Box::pin(async move { produce::finish(pending).await.map(ResponseKind::Produce) })
         }
-        body => Box::pin(async move { handle(&broker, body, request.version).await }),
+        body => {
+            let client = ClientInfo {
+                client_id: request
+                    .header
+                    .client_id
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                host: format!("/{peer_host}"),
+            };
+            Box::pin(async move { handle(&broker, body, request.version, &client).await })
+        }
     }
 }
 
-async fn handle(broker: &Arc<Broker>, body: RequestKind, version: i16) -> Option<ResponseKind> {
+async fn handle(
+    broker: &Arc<Broker>,
+    body: RequestKind,
+    version: i16,
+    client: &ClientInfo,
+) -> Option<ResponseKind> {
     let response = match body {
         RequestKind::ApiVersions(r) => {
             ResponseKind::ApiVersions(api_versions::handle(broker, r, version))
@@ -81,6 +127,37 @@ async fn handle(broker: &Arc<Broker>, body: RequestKind, version: i16) -> Option
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))
         }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(join_group::handle(broker, r, version, client).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(sync_group::handle(broker, r, version).await)
+        }
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, r, version)),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(leave_group::handle(broker, r, version))
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(broker, r, version).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version))
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(broker, r, version).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(broker, r, version))
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(list_groups::handle(broker, r, version))
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(broker, r, version).await)
+        }
         other => unreachable!("the codec only decodes advertised APIs, got {other:?}"),
     };
     Some(response)
@@ -88,6 +165,33 @@ async fn handle(broker: &Arc<Broker>, body: RequestKind, version: i16) -> Option
 
 pub(crate) fn code(error: ResponseError) -> i16 {
     error.code()
+}
+
+/// The Kafka error code of a group request's outcome.
+pub(crate) fn group_code(error: Option<GroupError>) -> i16 {
+    let Some(error) = error else {
+        return 0;
+    };
+    code(match error {
+        GroupError::CoordinatorNotAvailable | GroupError::Storage => {
+            ResponseError::CoordinatorNotAvailable
+        }
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+    })
 }
 
 pub(crate) fn topic_name(name: &str) -> TopicName {
