@@ -23,15 +23,15 @@ pub fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::messages::{ConsumerProtocolSubscription, TopicName};
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
     #[test]
     fn reads_topics_of_every_subscription_version() {
-        for version in 0..=3 {
+        for version in 0i16..=3 {
             let sub = ConsumerProtocolSubscription::default().with_topics(vec![
-                TopicName(StrBytes::from_static_str("orders")),
-                TopicName(StrBytes::from_static_str("payments")),
+                StrBytes::from_static_str("orders"),
+                StrBytes::from_static_str("payments"),
             ]);
             let mut buf = BytesMut::new();
             buf.extend_from_slice(&version.to_be_bytes());

@@ -750,6 +750,3 @@ impl Coordinator {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests;
