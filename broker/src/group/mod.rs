@@ -60,6 +60,9 @@ pub struct OffsetCommit {
     pub metadata: String,
 }
 
+/// Committed offsets by topic: each partition asked for, with its offset if any.
+pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+
 /// Who commits: a member of the current generation, or (generation -1, no member)
 /// a tool or `assign()` consumer committing for an empty group.
 #[derive(Debug, Clone, Default)]
@@ -450,7 +453,7 @@ impl Coordinator {
         &self,
         group_id: &str,
         partitions: Option<&[(String, Vec<i32>)]>,
-    ) -> Result<Vec<(String, Vec<(i32, Option<OffsetValue>)>)>, GroupError> {
+    ) -> Result<FetchedOffsets, GroupError> {
         self.check(group_id)?;
         let group = self.group(group_id);
         let g = group.as_ref().map(|g| g.lock());

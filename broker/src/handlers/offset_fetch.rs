@@ -12,10 +12,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{group_code, str_bytes, topic_name};
 use crate::group::records::OffsetValue;
-use crate::group::GroupError;
+use crate::group::{FetchedOffsets, GroupError};
 use crate::Broker;
-
-type Fetched = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 
 /// Offset, leader epoch, metadata of a partition's answer.
 fn fields(v: Option<OffsetValue>) -> (i64, i32, Option<StrBytes>) {
@@ -64,7 +62,7 @@ pub fn handle(
         Ok(fetched) => OffsetFetchResponse::default().with_topics(single_topics(fetched, None)),
         // v1 has no group-level error code: each partition carries it.
         Err(e) if version < 2 => {
-            let empty: Fetched = wanted
+            let empty: FetchedOffsets = wanted
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
@@ -75,7 +73,10 @@ pub fn handle(
     }
 }
 
-fn single_topics(fetched: Fetched, error: Option<GroupError>) -> Vec<OffsetFetchResponseTopic> {
+fn single_topics(
+    fetched: FetchedOffsets,
+    error: Option<GroupError>,
+) -> Vec<OffsetFetchResponseTopic> {
     fetched
         .into_iter()
         .map(|(topic, partitions)| {
@@ -98,7 +99,7 @@ fn single_topics(fetched: Fetched, error: Option<GroupError>) -> Vec<OffsetFetch
         .collect()
 }
 
-fn multi_topics(fetched: Fetched) -> Vec<OffsetFetchResponseTopics> {
+fn multi_topics(fetched: FetchedOffsets) -> Vec<OffsetFetchResponseTopics> {
     fetched
         .into_iter()
         .map(|(topic, partitions)| {

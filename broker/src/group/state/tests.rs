@@ -299,7 +299,7 @@ fn commits_are_validated_like_kafka() {
         Err(GroupError::IllegalGeneration)
     );
     assert_eq!(g.validate_commit(&a, None, 1, 7000), Ok(()));
-    let _ = join(&mut g, req(&a, b"m"), 7001); // rebalancing: current generation may commit
+    let _rejoin = join(&mut g, req(&a, b"m"), 7001); // rebalancing: current generation may commit
     assert_eq!(g.validate_commit(&a, None, 1, 7002), Ok(()));
 }
 
