@@ -753,3 +753,6 @@ impl Coordinator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
