@@ -45,13 +45,13 @@ class RssSampler(threading.Thread):
             time.sleep(0.05)
 
 
-def start_broker(data_dir):
+def start_broker(data_dir, *extra_args):
     binary = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}",
-                             "--data-dir", str(data_dir)],
+                             "--data-dir", str(data_dir), *extra_args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(400):
         try:
