@@ -505,6 +505,24 @@ impl Group {
         Ok(())
     }
 
+    /// A member of the current generation: the group is alive, the member known and
+    /// not fenced, the generation the group's.
+    fn validate_current(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        if self.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        self.validate_member(member_id, instance_id)?;
+        if generation != self.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     fn touch(&mut self, member_id: &str, now: i64) {
         if let Some(m) = self.members.get_mut(member_id) {
             m.last_heartbeat_ms = now;
@@ -1020,13 +1038,7 @@ impl Group {
         generation: i32,
         now: i64,
     ) -> Result<(), GroupError> {
-        if self.state == GroupState::Dead {
-            return Err(GroupError::CoordinatorNotAvailable);
-        }
-        self.validate_member(member_id, instance_id)?;
-        if generation != self.generation {
-            return Err(GroupError::IllegalGeneration);
-        }
+        self.validate_current(member_id, instance_id, generation)?;
         self.touch(member_id, now);
         match self.state {
             GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
@@ -1089,10 +1101,7 @@ impl Group {
                 Err(GroupError::UnknownMemberId)
             };
         }
-        self.validate_member(member_id, instance_id)?;
-        if generation != self.generation {
-            return Err(GroupError::IllegalGeneration);
-        }
+        self.validate_current(member_id, instance_id, generation)?;
         if self.state == GroupState::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
