@@ -91,6 +91,12 @@ def java_member(name, classes, broker, group, topic, log_dir, *overrides):
     return Member(name, cmd, log_dir)
 
 
+def franz_member(name, broker, group, topic, log_dir):
+    binary = ROOT / ".tools" / "franz-member"
+    assert binary.exists(), "run tests/setup.sh first"
+    return Member(name, [str(binary), broker.bootstrap, group, topic], log_dir)
+
+
 def wait_until(predicate, timeout_s, what):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

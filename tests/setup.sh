@@ -3,6 +3,7 @@
 #   - kcat (Debian package)
 #   - a Python venv in .venv with confluent-kafka (librdkafka) and pytest
 #   - the Apache Kafka Java client and CLI tools in .tools/kafka-libs (Maven Central)
+#   - a franz-go consumer-group member in .tools/franz-member (Go module proxy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,5 +27,10 @@ if [ ! -f .tools/kafka-libs/.complete ]; then
     mvn -q -f tests/java/pom.xml dependency:copy-dependencies \
         -DoutputDirectory="$PWD/.tools/kafka-libs" -DincludeScope=runtime
     touch .tools/kafka-libs/.complete
+fi
+if [ ! -x .tools/franz-member ] || [ tests/franz/main.go -nt .tools/franz-member ]; then
+    echo "setup: building the franz-go group member"
+    mkdir -p .tools
+    (cd tests/franz && go build -o ../../.tools/franz-member .)
 fi
 echo "setup: done"

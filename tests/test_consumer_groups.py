@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import Broker, kafka_tool
 from group_members import (
     assignment_exact, all_consumed, check_no_loss_no_duplicates, compile_java_member,
-    java_member, librdkafka_member, produce, wait_until,
+    franz_member, java_member, librdkafka_member, produce, wait_until,
 )
 
 GROUPS_TOOL = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
@@ -174,6 +174,32 @@ def test_java_static_members_restart_without_rebalance(group_broker, java_classe
                        "--group", group, "--members")
         assert r.returncode == 0, r.stdout + r.stderr
         assert "payment-0" in r.stdout and "payment-1" in r.stdout, r.stdout
+    finally:
+        stop_all(members)
+
+
+def test_franz_go_members_share_and_take_over_partitions(group_broker, tmp_path):
+    """franz-go's default balancer is cooperative-sticky."""
+    b, group, topic = group_broker, "analytics-consumer-group", "business.clicks"
+    create_topic(b, topic, 6)
+    produced = {p: [] for p in range(6)}
+    produce(b, topic, produced, 20)
+    members = [franz_member(f"f{i}", b, group, topic, tmp_path) for i in range(3)]
+    try:
+        wait_until(lambda: assignment_exact(members, 6)
+                   and all(len(m.owned()) == 2 for m in members), 60, "three balanced members")
+        wait_until(lambda: all_consumed(members, produced), 30, "the first records")
+        killed = members.pop()
+        killed.kill()
+        produce(b, topic, produced, 20)
+        wait_until(lambda: assignment_exact(members, 6), 60, "partitions of the killed member")
+        leaver, last = members
+        leaver.stop()
+        wait_until(lambda: last.owned() == set(range(6)), 30, "partitions of the leaver")
+        produce(b, topic, produced, 20)
+        everyone = members + [killed]
+        wait_until(lambda: all_consumed(everyone, produced), 30, "every record")
+        check_no_loss_no_duplicates(everyone, produced)
     finally:
         stop_all(members)
 
