@@ -87,22 +87,25 @@ impl Durable {
     }
 }
 
-/// Replies held back until a stored group's metadata is durable.
+/// What waits for a stored group's metadata to be durable: held-back replies, and
+/// the generation whose assignment makes the group Stable.
 struct PendingStore {
-    durable: Durable,
     deferred: Vec<Deferred>,
+    assignment: Option<(Arc<Mutex<Group>>, i32, GroupLimits)>,
+    now: i64,
 }
 
 impl PendingStore {
-    async fn finish(self) {
-        match self.durable.wait().await {
+    fn complete(self, stored: Result<(), GroupError>) {
+        match stored {
             Ok(()) => self.deferred.into_iter().for_each(Deferred::send),
             Err(e) => self.deferred.into_iter().for_each(|d| d.fail(e)),
         }
-    }
-
-    fn spawn(self) {
-        tokio::spawn(self.finish());
+        if let Some((group, generation, limits)) = self.assignment {
+            group
+                .lock()
+                .assignment_stored(generation, stored, &limits, self.now);
+        }
     }
 }
 
@@ -238,17 +241,39 @@ impl Coordinator {
         }
     }
 
-    /// Persists the group's metadata if a change asked for it; the replies that
-    /// wait on it are sent once it is durable.
-    fn store_if_requested(replica: &Arc<Replica>, group: &mut Group, now: i64) {
-        let Some(deferred) = group.take_store() else {
+    /// Persists the group's metadata if a change asked for it (`g` is `group`,
+    /// locked); what waits on it goes on once it is durable.
+    fn store_if_requested(
+        &self,
+        replica: &Arc<Replica>,
+        group: &Arc<Mutex<Group>>,
+        g: &mut Group,
+        now: i64,
+    ) {
+        let Some(deferred) = g.take_store() else {
             return;
         };
-        let key = records::group_key(group.id());
-        let value = group.stored_value().encode();
-        match Self::append(replica, &[(Some(&key), Some(&value))], now) {
-            Ok(durable) => PendingStore { durable, deferred }.spawn(),
-            Err(e) => deferred.into_iter().for_each(|d| d.fail(e)),
+        let key = records::group_key(g.id());
+        let value = g.stored_value().encode();
+        let appended = Self::append(replica, &[(Some(&key), Some(&value))], now);
+        let pending = PendingStore {
+            deferred,
+            assignment: g
+                .assignment_storing()
+                .map(|generation| (Arc::clone(group), generation, self.limits)),
+            now,
+        };
+        match appended {
+            Ok(durable) => {
+                tokio::spawn(async move { pending.complete(durable.wait().await) });
+            }
+            Err(e) => {
+                // Not yet unlocked: complete the assignment here, not through the lock.
+                pending.deferred.into_iter().for_each(|d| d.fail(e));
+                if let Some((_, generation, limits)) = pending.assignment {
+                    g.assignment_stored(generation, Err(e), &limits, now);
+                }
+            }
         }
     }
 
@@ -279,8 +304,16 @@ impl Coordinator {
             fail(tx, GroupError::InconsistentGroupProtocol);
             return rx;
         }
-        let group = if req.member_id.is_empty() {
+        let hopeless = !(self.limits.min_session_timeout_ms..=self.limits.max_session_timeout_ms)
+            .contains(&req.session_timeout_ms)
+            || req.protocol_type.is_empty()
+            || req.protocols.is_empty();
+        let group = if req.member_id.is_empty() && !hopeless {
             self.group_or_new(group_id, now)
+        } else if req.member_id.is_empty() {
+            // Let the group say why, without creating one for a join that must fail.
+            self.group(group_id)
+                .unwrap_or_else(|| Arc::new(Mutex::new(Group::new(group_id, now))))
         } else {
             match self.group(group_id) {
                 Some(g) => g,
@@ -292,7 +325,7 @@ impl Coordinator {
         };
         let mut g = group.lock();
         g.join(req, tx, &self.limits, now);
-        Self::store_if_requested(&replica, &mut g, now);
+        self.store_if_requested(&replica, &group, &mut g, now);
         rx
     }
 
@@ -317,7 +350,7 @@ impl Coordinator {
         };
         let mut g = group.lock();
         g.sync(req, tx, now);
-        Self::store_if_requested(&replica, &mut g, now);
+        self.store_if_requested(&replica, &group, &mut g, now);
         rx
     }
 
@@ -352,7 +385,7 @@ impl Coordinator {
             .iter()
             .map(|(id, instance)| g.leave(id, instance.as_deref(), &self.limits, now))
             .collect();
-        Self::store_if_requested(&replica, &mut g, now);
+        self.store_if_requested(&replica, &group, &mut g, now);
         Ok(results)
     }
 
@@ -621,7 +654,7 @@ impl Coordinator {
             }
             g.poll(&self.limits, now);
             if let Ok(replica) = self.replica_for(g.id()) {
-                Self::store_if_requested(&replica, &mut g, now);
+                self.store_if_requested(&replica, &group, &mut g, now);
             }
         }
     }

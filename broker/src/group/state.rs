@@ -179,26 +179,18 @@ pub struct SyncRequest {
     pub assignments: HashMap<String, Bytes>,
 }
 
-/// A reply held back until the group's metadata is durable.
+/// A JoinGroup reply held back until the group's metadata is durable (a static
+/// member that took its old place).
 #[derive(Debug)]
-pub enum Deferred {
-    Join(oneshot::Sender<JoinResult>, JoinResult),
-    Sync(oneshot::Sender<SyncResult>, SyncResult),
-}
+pub struct Deferred(oneshot::Sender<JoinResult>, JoinResult);
 
 impl Deferred {
     pub fn send(self) {
-        match self {
-            Deferred::Join(tx, r) => drop(tx.send(r)),
-            Deferred::Sync(tx, r) => drop(tx.send(r)),
-        }
+        let _ = self.0.send(self.1);
     }
 
     pub fn fail(self, error: GroupError) {
-        match self {
-            Deferred::Join(tx, r) => drop(tx.send(JoinResult::failed(&r.member_id, error))),
-            Deferred::Sync(tx, _) => drop(tx.send(SyncResult::failed(error))),
-        }
+        let _ = self.0.send(JoinResult::failed(&self.1.member_id, error));
     }
 }
 
@@ -301,6 +293,8 @@ pub struct Group {
     /// Members still in `pending_sync` at this time are removed.
     sync_deadline: Option<i64>,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// The generation whose leader assignment is being made durable.
+    assignment_storing: Option<i32>,
     store_requested: bool,
     deferred: Vec<Deferred>,
 }
@@ -324,6 +318,7 @@ impl Group {
             initial_delay: None,
             sync_deadline: None,
             offsets: BTreeMap::new(),
+            assignment_storing: None,
             store_requested: false,
             deferred: Vec::new(),
         }
@@ -632,7 +627,7 @@ impl Group {
             return self.add_member_and_rebalance(member_id, req, tx, limits, now);
         }
         if req.require_known_member_id {
-            if self.members.len() + self.pending_members.len() >= limits.max_size {
+            if self.members.len() >= limits.max_size {
                 let _ = tx.send(JoinResult::failed("", GroupError::GroupMaxSizeReached));
                 return;
             }
@@ -759,8 +754,13 @@ impl Group {
             GroupState::Stable if self.select_protocol() == self.protocol => {
                 self.store_requested = true;
                 let skip = is_leader && req.supports_skip_assignment;
-                self.deferred
-                    .push(Deferred::Join(tx, self.join_result(&new_id, skip, skip)));
+                let mut result = self.join_result(&new_id, skip, skip);
+                if is_leader && !skip {
+                    // Before v9 a client told it leads would reassign with no members:
+                    // it is told the old leader id, as Kafka does.
+                    result.leader = old_id.to_string();
+                }
+                self.deferred.push(Deferred(tx, result));
             }
             _ => {
                 if let Some(m) = self.members.get_mut(&new_id) {
@@ -791,6 +791,7 @@ impl Group {
         }
         self.pending_sync.clear();
         self.sync_deadline = None;
+        self.assignment_storing = None;
         if self.state == GroupState::Empty {
             let delay = limits.initial_rebalance_delay_ms;
             self.initial_delay = Some(InitialDelay {
@@ -820,6 +821,13 @@ impl Group {
             .collect();
         for id in gone {
             self.remove_member(&id);
+        }
+        if !self.members.is_empty() && self.members.values().all(|m| m.join_waiter.is_none()) {
+            // Only static members that have not rejoined: wait another round for them
+            // rather than start a generation nobody was told about.
+            self.initial_delay = None;
+            self.join_deadline = Some(now + self.rebalance_timeout_ms());
+            return;
         }
         self.join_deadline = None;
         self.initial_delay = None;
@@ -967,8 +975,10 @@ impl Group {
         let fail = |tx: oneshot::Sender<SyncResult>, error| {
             let _ = tx.send(SyncResult::failed(error));
         };
-        if self.state == GroupState::Dead {
-            return fail(tx, GroupError::CoordinatorNotAvailable);
+        if let Err(e) =
+            self.validate_current(&req.member_id, req.instance_id.as_deref(), req.generation)
+        {
+            return fail(tx, e);
         }
         let mismatch =
             |asked: &Option<String>, ours: &Option<String>| asked.is_some() && asked != ours;
@@ -976,12 +986,6 @@ impl Group {
             || mismatch(&req.protocol, &self.protocol)
         {
             return fail(tx, GroupError::InconsistentGroupProtocol);
-        }
-        if let Err(e) = self.validate_member(&req.member_id, req.instance_id.as_deref()) {
-            return fail(tx, e);
-        }
-        if req.generation != self.generation {
-            return fail(tx, GroupError::IllegalGeneration);
         }
         self.touch(&req.member_id, now);
         match self.state {
@@ -998,25 +1002,62 @@ impl Group {
                     m.reply_sync_error(GroupError::RebalanceInProgress);
                     m.sync_waiter = Some(tx);
                 }
-                if self.leader.as_deref() != Some(req.member_id.as_str()) {
+                let is_leader = self.leader.as_deref() == Some(req.member_id.as_str());
+                if !is_leader || self.assignment_storing.is_some() {
                     return;
                 }
+                // The group turns Stable once the assignment is durable
+                // ([`Group::assignment_stored`]); until then syncs wait and commits
+                // are refused as in any CompletingRebalance.
                 let mut assignments = req.assignments;
                 for m in self.members.values_mut() {
                     m.assignment = assignments.remove(&m.id).unwrap_or_default();
                 }
-                self.transition(GroupState::Stable, now);
+                self.assignment_storing = Some(self.generation);
                 self.store_requested = true;
-                let waiting: Vec<(oneshot::Sender<SyncResult>, Bytes)> = self
-                    .members
-                    .values_mut()
-                    .filter_map(|m| m.sync_waiter.take().map(|tx| (tx, m.assignment.clone())))
-                    .collect();
-                for (tx, assignment) in waiting {
-                    let result = self.sync_result(assignment);
-                    self.deferred.push(Deferred::Sync(tx, result));
-                }
             }
+        }
+    }
+
+    /// The generation whose assignment is being stored, if any: the coordinator calls
+    /// [`Group::assignment_stored`] for it once the store is durable (or failed).
+    pub fn assignment_storing(&self) -> Option<i32> {
+        self.assignment_storing
+    }
+
+    /// The leader's assignment for `generation` is durable (or could not be stored):
+    /// the group becomes Stable and every waiting member gets its part, or everyone
+    /// rejoins.
+    pub fn assignment_stored(
+        &mut self,
+        generation: i32,
+        stored: Result<(), GroupError>,
+        limits: &GroupLimits,
+        now: i64,
+    ) {
+        if self.assignment_storing != Some(generation)
+            || self.generation != generation
+            || self.state != GroupState::CompletingRebalance
+        {
+            return; // a later rebalance took over
+        }
+        self.assignment_storing = None;
+        if let Err(e) = stored {
+            for m in self.members.values_mut() {
+                m.assignment = Bytes::new();
+                m.reply_sync_error(e);
+            }
+            self.prepare_rebalance(limits, now);
+            return;
+        }
+        self.transition(GroupState::Stable, now);
+        let waiting: Vec<(oneshot::Sender<SyncResult>, Bytes)> = self
+            .members
+            .values_mut()
+            .filter_map(|m| m.sync_waiter.take().map(|tx| (tx, m.assignment.clone())))
+            .collect();
+        for (tx, assignment) in waiting {
+            let _ = tx.send(self.sync_result(assignment));
         }
     }
 
@@ -1094,12 +1135,11 @@ impl Group {
         if self.state == GroupState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
+        if generation < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
         if generation < 0 && member_id.is_empty() && instance_id.is_none() {
-            return if self.state == GroupState::Empty {
-                Ok(())
-            } else {
-                Err(GroupError::UnknownMemberId)
-            };
+            return Err(GroupError::UnknownMemberId);
         }
         self.validate_current(member_id, instance_id, generation)?;
         if self.state == GroupState::CompletingRebalance {

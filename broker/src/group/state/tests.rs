@@ -68,9 +68,13 @@ fn first_join(g: &mut Group, now: i64) -> (String, oneshot::Receiver<JoinResult>
     (r.member_id, rx)
 }
 
+/// The coordinator's part once a requested store is durable.
 fn deliver(g: &mut Group) {
     if let Some(deferred) = g.take_store() {
         deferred.into_iter().for_each(Deferred::send);
+    }
+    if let Some(generation) = g.assignment_storing() {
+        g.assignment_stored(generation, Ok(()), &LIMITS, 0);
     }
 }
 
@@ -93,9 +97,14 @@ fn stable_pair(g: &mut Group) -> (String, String) {
     let mut sb = sync(g, &b, 1, &[], 6001);
     pending(&mut sb);
     let mut sa = sync(g, &a, 1, &[(&a, b"A"), (&b, b"B")], 6002);
-    assert_eq!(g.state(), GroupState::Stable);
+    assert_eq!(g.state(), GroupState::CompletingRebalance);
     pending(&mut sa); // not before the assignment is durable
+    assert_eq!(
+        g.validate_commit(&b, None, 1, 6003),
+        Err(GroupError::RebalanceInProgress)
+    );
     deliver(g);
+    assert_eq!(g.state(), GroupState::Stable);
     assert_eq!(ready(&mut sa).assignment, Bytes::from_static(b"A"));
     assert_eq!(ready(&mut sb).assignment, Bytes::from_static(b"B"));
     (a, b)
@@ -318,4 +327,76 @@ fn offsets_of_an_empty_group_expire_after_retention() {
     );
     assert!(g.expired_offsets(999, 1000).is_empty());
     assert_eq!(g.expired_offsets(1000, 1000), vec![("t".to_string(), 0)]);
+}
+
+#[test]
+fn a_failed_assignment_store_sends_everyone_back_to_rejoin() {
+    let mut g = Group::new("g", 0);
+    let (a, mut ja) = first_join(&mut g, 0);
+    g.poll(&LIMITS, 3000);
+    assert_eq!(ready(&mut ja).generation, 1);
+    let mut sa = sync(&mut g, &a, 1, &[(&a, b"A")], 3001);
+    assert!(g.take_store().is_some());
+    g.assignment_stored(1, Err(GroupError::Storage), &LIMITS, 3002);
+    assert_eq!(ready(&mut sa).error, Some(GroupError::Storage));
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+}
+
+#[test]
+fn a_static_leader_restart_below_v9_keeps_the_old_leader_id() {
+    let mut g = Group::new("g", 0);
+    let static_req = |instance: &str, v9: bool| JoinRequest {
+        instance_id: Some(instance.into()),
+        supports_skip_assignment: v9,
+        ..req("", b"m")
+    };
+    let mut j = join(&mut g, static_req("i-1", false), 0);
+    g.poll(&LIMITS, 3000);
+    let first = ready(&mut j);
+    let _s = sync(
+        &mut g,
+        &first.member_id,
+        1,
+        &[(&first.member_id, b"P")],
+        3001,
+    );
+    deliver(&mut g);
+    let mut again = join(&mut g, static_req("i-1", false), 4000);
+    deliver(&mut g);
+    let r = ready(&mut again);
+    assert_eq!(
+        (r.leader.as_str(), r.members.len()),
+        (first.member_id.as_str(), 0)
+    );
+    let mut v9 = join(&mut g, static_req("i-1", true), 5000);
+    deliver(&mut g);
+    let r = ready(&mut v9);
+    assert!(r.skip_assignment && r.leader == r.member_id && r.members.len() == 1);
+}
+
+#[test]
+fn static_members_that_do_not_rejoin_do_not_start_an_empty_generation() {
+    let mut g = Group::new("g", 0);
+    let mut j = join(
+        &mut g,
+        JoinRequest {
+            instance_id: Some("i".into()),
+            ..req("", b"m")
+        },
+        0,
+    );
+    g.poll(&LIMITS, 3000);
+    let r = ready(&mut j);
+    let _s = sync(&mut g, &r.member_id, 1, &[], 3001);
+    deliver(&mut g);
+    // A changed subscription from nobody: force a rebalance the member never joins.
+    g.prepare_rebalance(&LIMITS, 4000);
+    for t in (5000..=65_000).step_by(5000) {
+        let _ = g.heartbeat(&r.member_id, Some("i"), 1, t); // alive, never rejoining
+        g.poll(&LIMITS, t);
+    }
+    assert_eq!(
+        (g.state(), g.generation()),
+        (GroupState::PreparingRebalance, 1)
+    );
 }
