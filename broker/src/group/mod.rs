@@ -414,48 +414,36 @@ impl Coordinator {
                 committer.generation,
                 now,
             )?;
-            let encoded: Vec<(Vec<u8>, Vec<u8>)> = commits
+            // The offsets to store, each with its record key.
+            let accepted: Vec<((String, i32), Vec<u8>, OffsetValue)> = commits
                 .iter()
                 .zip(&results)
                 .filter(|(_, r)| r.is_ok())
                 .map(|(c, _)| {
+                    let key = records::offset_key(group_id, &c.topic, c.partition);
                     let value = OffsetValue {
                         offset: c.offset,
                         leader_epoch: c.leader_epoch,
                         metadata: c.metadata.clone(),
                         commit_timestamp: now,
                     };
-                    (
-                        records::offset_key(group_id, &c.topic, c.partition),
-                        value.encode(),
-                    )
+                    ((c.topic.clone(), c.partition), key, value)
                 })
                 .collect();
-            if encoded.is_empty() {
+            if accepted.is_empty() {
                 return Ok(results);
             }
-            let kvs: Vec<KeyValue<'_>> = encoded
+            let values: Vec<Vec<u8>> = accepted.iter().map(|(_, _, v)| v.encode()).collect();
+            let kvs: Vec<KeyValue<'_>> = accepted
                 .iter()
-                .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
+                .zip(&values)
+                .map(|((_, k, _), v)| (Some(k.as_slice()), Some(v.as_slice())))
                 .collect();
-            match Self::append(&replica, &kvs, now) {
-                Ok(durable) => {
-                    for c in commits.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
-                        let (c, _) = c;
-                        g.offsets.insert(
-                            (c.topic.clone(), c.partition),
-                            OffsetValue {
-                                offset: c.offset,
-                                leader_epoch: c.leader_epoch,
-                                metadata: c.metadata.clone(),
-                                commit_timestamp: now,
-                            },
-                        );
-                    }
-                    durable
-                }
-                Err(e) => return Err(e),
+            let durable = Self::append(&replica, &kvs, now)?;
+            for (partition, _, value) in accepted {
+                g.offsets.insert(partition, value);
             }
+            durable
         };
         if let Err(e) = durable.wait().await {
             for r in results.iter_mut().filter(|r| r.is_ok()) {
