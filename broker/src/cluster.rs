@@ -115,6 +115,14 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Topics that belong to the broker: clients may read them but not write or
+/// delete them (Kafka's `Topic.isInternal`).
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 fn collision_key(name: &str) -> String {
     name.replace('.', "_")
 }
@@ -291,7 +299,7 @@ impl Cluster {
     /// Deletes a topic: forgotten and persisted first, then its logs are removed.
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         let _guard = self.changes.lock();
-        if name.starts_with("__") && self.topics.read().contains_key(name) {
+        if is_internal_topic(name) && self.topics.read().contains_key(name) {
             return Err(TopicError::InvalidName(format!(
                 "topic '{name}' is internal and cannot be deleted"
             )));

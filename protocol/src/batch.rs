@@ -233,9 +233,49 @@ impl<'a> BatchView<'a> {
     }
 }
 
+/// Fewest bytes one record occupies in a records section: its length varint and
+/// the six one-byte fields of a record without key, value or headers.
+pub const RECORD_BYTES_MIN: usize = 7;
+
+/// Counts the records of an uncompressed records section by walking their length
+/// varints only (no field is decoded). `None` when a length is malformed, negative
+/// or runs past the end.
+pub fn count_records(mut data: &[u8]) -> Option<usize> {
+    let mut count = 0usize;
+    while !data.is_empty() {
+        let (len, used) = zigzag_varint(data)?;
+        let len = usize::try_from(len).ok()?;
+        data = data.get(used..)?.get(len..)?;
+        count += 1;
+    }
+    Some(count)
+}
+
+/// A zig-zag varint of at most 5 bytes (Kafka's `varint`) and the bytes it took.
+fn zigzag_varint(bytes: &[u8]) -> Option<(i32, usize)> {
+    let mut raw: u32 = 0;
+    for (i, b) in bytes.iter().take(5).enumerate() {
+        raw |= u32::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            if i == 4 && *b > 0x0f {
+                return None;
+            }
+            return Some((((raw >> 1) as i32) ^ -((raw & 1) as i32), i + 1));
+        }
+    }
+    None
+}
+
 /// Validates the record set of one partition of a Produce request (v3+): exactly one
-/// v2 batch, a correct CRC, and a header consistent with what a producer writes.
-pub fn validate_produce_records(records: &[u8]) -> Result<BatchView<'_>, BatchError> {
+/// v2 batch, a correct CRC, and a header consistent with what a producer writes and
+/// with what its bytes can hold. An uncompressed batch's record count is checked by
+/// walking the record lengths; a compressed batch may claim no more records than
+/// `decompressed_bytes_max` (the most it may inflate to) can hold; its records are
+/// checked against the count wherever they are decoded.
+pub fn validate_produce_records(
+    records: &[u8],
+    decompressed_bytes_max: usize,
+) -> Result<BatchView<'_>, BatchError> {
     if records.is_empty() {
         return Err(BatchError::Empty);
     }
@@ -258,15 +298,41 @@ pub fn validate_produce_records(records: &[u8]) -> Result<BatchView<'_>, BatchEr
         return Err(BatchError::NotOneBatch { count });
     }
     batch.verify_crc()?;
-    if batch.record_count() == 0 {
+    if batch.base_offset() != Offset(0) {
+        return Err(BatchError::NonZeroBaseOffset {
+            base_offset: batch.base_offset().0,
+        });
+    }
+    let declared = batch.record_count();
+    if declared == 0 {
         return Err(BatchError::Inconsistent {
             reason: "a produced batch must hold at least one record",
         });
     }
-    if i64::from(batch.last_offset_delta()) != i64::from(batch.record_count()) - 1 {
+    if i64::from(batch.last_offset_delta()) != i64::from(declared) - 1 {
         return Err(BatchError::Inconsistent {
             reason: "lastOffsetDelta does not match recordCount - 1",
         });
+    }
+    match batch.compression()? {
+        Compression::None => {
+            let found =
+                count_records(&batch.bytes()[HEADER_BYTES..]).ok_or(BatchError::Inconsistent {
+                    reason: "a record length runs past the end of the batch",
+                })?;
+            if found != declared as usize {
+                return Err(BatchError::RecordCountMismatch { declared, found });
+            }
+        }
+        _ => {
+            let bound = decompressed_bytes_max / RECORD_BYTES_MIN;
+            if declared as usize > bound {
+                return Err(BatchError::TooManyRecords {
+                    declared,
+                    bound: decompressed_bytes_max,
+                });
+            }
+        }
     }
     Ok(batch)
 }
@@ -362,6 +428,13 @@ pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 /// Builds an uncompressed v2 batch of simple records (for tests and the load
 /// generator; the broker never builds batches on the produce path).
 pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
+    let timed: Vec<(i64, KeyValue<'_>)> = records.iter().map(|r| (base_timestamp, *r)).collect();
+    build_timed_batch(&timed)
+}
+
+/// Builds an uncompressed v2 batch whose records carry their own timestamps; the
+/// first record's is the base timestamp.
+pub fn build_timed_batch(records: &[(i64, KeyValue<'_>)]) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         while z >= 0x80 {
@@ -370,11 +443,13 @@ pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
         }
         out.push(z as u8);
     }
+    let base_timestamp = records.first().map_or(0, |r| r.0);
+    let max_timestamp = records.iter().map(|r| r.0).max().unwrap_or(base_timestamp);
     let mut body = Vec::new();
-    for (i, (key, value)) in records.iter().enumerate() {
+    for (i, (ts, (key, value))) in records.iter().enumerate() {
         let mut rec = Vec::new();
         rec.push(0); // attributes
-        varint(&mut rec, 0); // timestamp delta
+        varint(&mut rec, ts - base_timestamp);
         varint(&mut rec, i as i64); // offset delta
         for field in [key, value] {
             match field {
@@ -398,7 +473,7 @@ pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
     out.extend_from_slice(&0i16.to_be_bytes());
     out.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
     out.extend_from_slice(&base_timestamp.to_be_bytes());
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
+    out.extend_from_slice(&max_timestamp.to_be_bytes());
     out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
     out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
     out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
@@ -423,7 +498,7 @@ mod tests {
     #[test]
     fn valid_batch_passes_and_reports_header_fields() {
         let bytes = sample();
-        let view = validate_produce_records(&bytes).expect("valid");
+        let view = validate_produce_records(&bytes, 1 << 20).expect("valid");
         assert_eq!(view.record_count(), 2);
         assert_eq!(view.last_offset_delta(), 1);
         assert_eq!(view.compression(), Ok(Compression::None));
@@ -447,7 +522,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         assert!(matches!(
-            validate_produce_records(&bytes),
+            validate_produce_records(&bytes, 1 << 20),
             Err(BatchError::CrcMismatch { .. })
         ));
     }
@@ -456,16 +531,19 @@ mod tests {
     fn truncated_and_doubled_batches_are_rejected() {
         let bytes = sample();
         assert!(matches!(
-            validate_produce_records(&bytes[..bytes.len() - 3]),
+            validate_produce_records(&bytes[..bytes.len() - 3], 1 << 20),
             Err(BatchError::Truncated { .. })
         ));
         let mut two = bytes.clone();
         two.extend_from_slice(&bytes);
         assert_eq!(
-            validate_produce_records(&two).err(),
+            validate_produce_records(&two, 1 << 20).err(),
             Some(BatchError::NotOneBatch { count: 2 })
         );
-        assert_eq!(validate_produce_records(&[]).err(), Some(BatchError::Empty));
+        assert_eq!(
+            validate_produce_records(&[], 1 << 20).err(),
+            Some(BatchError::Empty)
+        );
     }
 
     #[test]
@@ -478,12 +556,84 @@ mod tests {
         assert_eq!(view.max_timestamp(), 42);
     }
 
+    /// Rewrites header fields of a built batch and fixes its CRC, as a hostile
+    /// producer would.
+    fn lie(bytes: &mut [u8], at: usize, value: &[u8]) {
+        bytes[at..at + value.len()].copy_from_slice(value);
+        let crc = crc32c::crc32c(&bytes[ATTRIBUTES..]);
+        bytes[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn a_header_claiming_more_records_than_it_holds_is_rejected() {
+        let mut bytes = build_batch(1, &[(None, Some(b"v"))]);
+        lie(&mut bytes, RECORD_COUNT, &i32::MAX.to_be_bytes());
+        lie(&mut bytes, LAST_OFFSET_DELTA, &(i32::MAX - 1).to_be_bytes());
+        assert_eq!(
+            validate_produce_records(&bytes, 1 << 20).err(),
+            Some(BatchError::RecordCountMismatch {
+                declared: i32::MAX,
+                found: 1
+            })
+        );
+        // Fewer records claimed than held.
+        let mut bytes = sample();
+        lie(&mut bytes, RECORD_COUNT, &1i32.to_be_bytes());
+        lie(&mut bytes, LAST_OFFSET_DELTA, &0i32.to_be_bytes());
+        assert!(matches!(
+            validate_produce_records(&bytes, 1 << 20),
+            Err(BatchError::RecordCountMismatch { found: 2, .. })
+        ));
+        // A record length that runs past the batch.
+        let mut bytes = sample();
+        lie(&mut bytes, HEADER_BYTES, &[0x7e]);
+        assert!(matches!(
+            validate_produce_records(&bytes, 1 << 20),
+            Err(BatchError::Inconsistent { .. })
+        ));
+    }
+
+    #[test]
+    fn a_compressed_header_may_claim_only_what_its_inflated_bytes_can_hold() {
+        let mut bytes = sample();
+        lie(&mut bytes, ATTRIBUTES, &3i16.to_be_bytes()); // lz4
+        lie(&mut bytes, RECORD_COUNT, &1_000_000i32.to_be_bytes());
+        lie(&mut bytes, LAST_OFFSET_DELTA, &999_999i32.to_be_bytes());
+        assert!(matches!(
+            validate_produce_records(&bytes, 1 << 20),
+            Err(BatchError::TooManyRecords { .. })
+        ));
+        assert!(validate_produce_records(&bytes, 7_000_000).is_ok());
+    }
+
+    #[test]
+    fn a_producer_may_not_choose_the_base_offset() {
+        let mut bytes = sample();
+        bytes[..8].copy_from_slice(&5i64.to_be_bytes()); // not covered by the CRC
+        assert_eq!(
+            validate_produce_records(&bytes, 1 << 20).err(),
+            Some(BatchError::NonZeroBaseOffset { base_offset: 5 })
+        );
+    }
+
+    #[test]
+    fn counting_records_walks_lengths_only() {
+        let bytes = build_batch(
+            1,
+            &[(Some(b"k"), Some(b"v")), (None, None), (None, Some(b""))],
+        );
+        assert_eq!(count_records(&bytes[HEADER_BYTES..]), Some(3));
+        assert_eq!(count_records(&[]), Some(0));
+        assert_eq!(count_records(&[0x01]), None, "negative length");
+        assert_eq!(count_records(&[0x80, 0x80, 0x80, 0x80, 0x80]), None);
+    }
+
     #[test]
     fn wrong_magic_is_rejected() {
         let mut bytes = sample();
         bytes[MAGIC] = 1;
         assert_eq!(
-            validate_produce_records(&bytes).err(),
+            validate_produce_records(&bytes, 1 << 20).err(),
             Some(BatchError::UnsupportedMagic { magic: 1 })
         );
     }

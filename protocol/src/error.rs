@@ -57,4 +57,10 @@ pub enum BatchError {
     Inconsistent { reason: &'static str },
     #[error("produce request carries {count} record batches; exactly one is required")]
     NotOneBatch { count: usize },
+    #[error("record batch declares {declared} records but holds {found}")]
+    RecordCountMismatch { declared: i32, found: usize },
+    #[error("compressed record batch declares {declared} records, more than its at most {bound} decompressed bytes can hold")]
+    TooManyRecords { declared: i32, bound: usize },
+    #[error("the baseOffset of a produced record batch must be 0, got {base_offset}")]
+    NonZeroBaseOffset { base_offset: i64 },
 }

@@ -8,6 +8,7 @@
 
 use crate::batch::{BatchView, Compression, HEADER_BYTES};
 use crate::compression::{self, CompressionError};
+use crate::types::Offset;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecordsError {
@@ -206,18 +207,47 @@ pub fn reencode_batch(
     Ok(out)
 }
 
-/// Whether every record of the batch has a key (compacted topics require it).
-pub fn all_records_keyed(batch: &BatchView<'_>, limit: usize) -> Result<bool, RecordsError> {
+/// The first record of `batch` whose timestamp is at least `timestamp_ms` and whose
+/// offset is at least `min_offset`: its (offset, timestamp). A LogAppendTime batch
+/// stamps every record with its max timestamp. `Ok(None)` when no record qualifies.
+pub fn first_record_at_or_after(
+    batch: &BatchView<'_>,
+    timestamp_ms: i64,
+    min_offset: Offset,
+    limit: usize,
+) -> Result<Option<(Offset, i64)>, RecordsError> {
+    let data = records_data(batch, limit)?;
+    let base = batch.base_offset();
+    Ok(parse_records(&data, batch.record_count())?
+        .iter()
+        .map(|r| {
+            let offset = Offset(base.0 + i64::from(r.offset_delta));
+            let ts = if batch.is_log_append_time() {
+                batch.max_timestamp()
+            } else {
+                batch.base_timestamp().saturating_add(r.timestamp_delta)
+            };
+            (offset, ts)
+        })
+        .find(|(offset, ts)| *ts >= timestamp_ms && *offset >= min_offset))
+}
+
+/// The indexes (within the batch) of the records that have no key; compacted
+/// topics refuse them.
+pub fn keyless_records(batch: &BatchView<'_>, limit: usize) -> Result<Vec<usize>, RecordsError> {
     let data = records_data(batch, limit)?;
     Ok(parse_records(&data, batch.record_count())?
         .iter()
-        .all(|r| r.key.is_some()))
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| i)
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::build_batch;
+    use crate::batch::{build_batch, build_timed_batch};
 
     #[test]
     fn parses_records_and_rebuilds_a_subset() {
@@ -251,7 +281,7 @@ mod tests {
     fn reencoding_changes_only_the_codec() {
         let bytes = build_batch(7, &[(Some(b"k"), Some(b"v")), (Some(b"k2"), None)]);
         let view = BatchView::parse(&bytes).expect("batch");
-        assert!(all_records_keyed(&view, 1 << 20).expect("parse"));
+        assert!(keyless_records(&view, 1 << 20).expect("parse").is_empty());
         let lz4 = reencode_batch(&view, Compression::Lz4, 1 << 20).expect("re-encode");
         let v = BatchView::parse(&lz4).expect("batch");
         v.verify_crc().expect("crc");
@@ -259,9 +289,24 @@ mod tests {
         assert_eq!((v.record_count(), v.last_offset_delta()), (2, 1));
         let back = reencode_batch(&v, Compression::None, 1 << 20).expect("back");
         assert_eq!(back, bytes, "round trip restores the original batch");
-        let keyless = build_batch(7, &[(None, Some(b"v"))]);
+        let keyless = build_batch(7, &[(Some(b"k"), None), (None, Some(b"v")), (None, None)]);
         let view = BatchView::parse(&keyless).expect("batch");
-        assert!(!all_records_keyed(&view, 1 << 20).expect("parse"));
+        assert_eq!(keyless_records(&view, 1 << 20).expect("parse"), vec![1, 2]);
+    }
+
+    #[test]
+    fn the_first_record_at_a_timestamp_is_found_inside_its_batch() {
+        let bytes = build_timed_batch(&[
+            (1234, (None, Some(b"a"))),
+            (999_999_999_999, (None, Some(b"b"))),
+        ]);
+        let view = BatchView::parse(&bytes).expect("batch");
+        let find =
+            |ts, min| first_record_at_or_after(&view, ts, Offset(min), 1 << 20).expect("parse");
+        assert_eq!(find(999_999_999_999, 0), Some((Offset(1), 999_999_999_999)));
+        assert_eq!(find(1234, 0), Some((Offset(0), 1234)));
+        assert_eq!(find(1234, 1), Some((Offset(1), 999_999_999_999)));
+        assert_eq!(find(1_000_000_000_000, 0), None);
     }
 
     #[test]

@@ -142,7 +142,7 @@ proptest! {
             apply(&mut frame, m);
         }
         let _ = decode_request(Bytes::from(frame.clone()), SUPPORTED);
-        let _ = validate_produce_records(&frame);
+        let _ = validate_produce_records(&frame, 1 << 20);
         for b in Batches::new(&frame).flatten() {
             let _ = (b.last_offset(), b.compression(), b.verify_crc());
         }
@@ -154,7 +154,7 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode_request(Bytes::from(bytes.clone()), SUPPORTED);
-        let _ = validate_produce_records(&bytes);
+        let _ = validate_produce_records(&bytes, 1 << 20);
         let mut buf = BytesMut::from(&bytes[..]);
         while let Ok(Some(_)) = split_frame(&mut buf, 4096) {}
     }

@@ -23,8 +23,9 @@ use crate::{ReadResult, RetentionOutcome, StorageError};
 ///   above its commit point, where the log is dense); the next append gets `next`.
 /// - `advance_log_start(offset)` makes offsets below `offset` unreadable; it never
 ///   moves the start backwards nor past the log end.
-/// - `offset_for_timestamp(ts)` is the first batch whose max timestamp is >= `ts`
-///   (its base offset, clamped to the log start, and that max timestamp).
+/// - `offset_for_timestamp(ts)` is the first record at or above the log start
+///   whose timestamp is >= `ts`: its offset and timestamp (a batch that cannot be
+///   decoded answers its base offset, clamped to the log start, and max timestamp).
 pub trait Log {
     fn log_start_offset(&self) -> Offset;
     fn log_end_offset(&self) -> Offset;

@@ -16,12 +16,21 @@ use crate::compaction::{
     CompactedSegments, CompactionPlan, CompactionStats, PlannedSegment, CLEANED_SUFFIX,
 };
 use crate::entries::{read_base_entry, write_base_entry};
-use crate::segment::{IndexConfig, ScanEnd, Segment, LOG_SUFFIX};
+use crate::segment::{IndexConfig, ScanEnd, Segment, LOG_SUFFIX, RELATIVE_OFFSET_MAX};
 use crate::{Log, StorageError};
 
 const LOG_START_FILE: &str = "log-start-offset";
 /// Bytes read at once while walking batch headers toward a fetch offset.
 const WALK_CHUNK_BYTES: usize = 64 << 10;
+
+/// The batch's lastOffsetDelta, once its header is known to be well formed.
+fn batch_last_offset_delta(batch: &[u8]) -> Result<i32, StorageError> {
+    let view = BatchView::parse(batch)?;
+    Ok(view.last_offset_delta())
+}
+
+/// The most a stored batch may inflate to when a lookup decodes it.
+const DECODE_BYTES_MAX: usize = 256 << 20;
 
 /// Per-log settings (Kafka's topic-level names in comments).
 #[derive(Debug, Clone, Copy)]
@@ -441,7 +450,11 @@ impl PartitionLog {
         let too_old = active
             .first_append_ms
             .is_some_and(|t| now_ms - t >= self.config.segment_ms);
-        if active.summary.size > 0 && (too_big || too_old || active.index_is_full()) {
+        // Index entries hold offsets relative to the segment base as Kafka's do
+        // (an int): a segment never holds an offset it cannot express.
+        let last = self.log_end_offset().0 + i64::from(batch_last_offset_delta(batch)?);
+        let too_far = last - active.base_offset.0 > RELATIVE_OFFSET_MAX;
+        if active.summary.size > 0 && (too_big || too_old || too_far || active.index_is_full()) {
             self.roll()?;
         }
         let base = self.log_end_offset();
@@ -718,8 +731,9 @@ impl Log for PartitionLog {
             .execute()
     }
 
-    /// The first offset of the first batch whose max timestamp is >= `timestamp_ms`,
-    /// with that batch's max timestamp, or `None` if there is none.
+    /// The offset and timestamp of the first record whose timestamp is >=
+    /// `timestamp_ms`, or `None` if there is none. Only the batch that holds it is
+    /// decoded.
     fn offset_for_timestamp(
         &mut self,
         timestamp_ms: i64,
@@ -749,8 +763,24 @@ impl Log for PartitionLog {
                     reason: e.to_string(),
                 })?;
                 if h.max_timestamp >= timestamp_ms && h.last_offset >= log_start {
-                    found = Some((h.base_offset.max(log_start), h.max_timestamp));
-                    break;
+                    // The one batch that straddles the target: find the record.
+                    let mut bytes = vec![0u8; h.size];
+                    handles
+                        .file()
+                        .read_exact_at(&mut bytes, position)
+                        .map_err(|e| StorageError::io("read segment", &path, e))?;
+                    match record_at_or_after(&bytes, timestamp_ms, log_start) {
+                        Some(Some(hit)) => {
+                            found = Some(hit);
+                            break;
+                        }
+                        Some(None) => {}
+                        None => {
+                            warn!(path = %path.display(), position, "cannot decode a batch for a timestamp lookup; answering its base offset");
+                            found = Some((h.base_offset.max(log_start), h.max_timestamp));
+                            break;
+                        }
+                    }
                 }
                 position += h.size as u64;
             }
@@ -903,9 +933,11 @@ impl ReadPlan {
             }
             let want = (self.end_position - position).min(WALK_CHUNK_BYTES as u64) as usize;
             let chunk = self.read_at(file, position, want)?;
+            // `at` may step past the chunk: a batch larger than what is left of it
+            // is skipped by its header's size, and the next chunk starts after it.
             let mut at = 0usize;
             let mut found = None;
-            while chunk.len() - at >= HEADER_BYTES {
+            while at + HEADER_BYTES <= chunk.len() {
                 let h = self.header(&chunk[at..], position + at as u64)?;
                 if h.last_offset >= self.offset {
                     found = Some(h);
@@ -933,7 +965,7 @@ impl ReadPlan {
         let data = self.read_at(file, start, want)?;
         let mut at = 0usize;
         let mut next = self.offset;
-        while data.len() - at >= HEADER_BYTES {
+        while at + HEADER_BYTES <= data.len() {
             let h = self.header(&data[at..], start + at as u64)?;
             if h.last_offset >= self.upper || at + h.size > data.len() {
                 break;
@@ -969,6 +1001,23 @@ impl ReadPlan {
         buf.truncate(filled);
         Ok(buf.freeze())
     }
+}
+
+/// The first record of a stored batch at or after `timestamp_ms` and `log_start`;
+/// `None` when the batch cannot be decoded.
+pub(crate) fn record_at_or_after(
+    bytes: &[u8],
+    timestamp_ms: i64,
+    log_start: Offset,
+) -> Option<Option<(Offset, i64)>> {
+    let view = BatchView::parse(bytes).ok()?;
+    sluice_protocol::records::first_record_at_or_after(
+        &view,
+        timestamp_ms,
+        log_start,
+        DECODE_BYTES_MAX,
+    )
+    .ok()
 }
 
 /// Whether a whole, CRC-valid batch follows the damaged one at `position`: then the

@@ -217,11 +217,17 @@ impl Log for MemoryLog {
         &mut self,
         timestamp_ms: i64,
     ) -> Result<Option<(Offset, i64)>, StorageError> {
-        Ok(self
-            .batches
-            .iter()
-            .find(|b| b.max_timestamp_ms >= timestamp_ms && b.last >= self.log_start)
-            .map(|b| (b.base.max(self.log_start), b.max_timestamp_ms)))
+        for b in &self.batches {
+            if b.max_timestamp_ms < timestamp_ms || b.last < self.log_start {
+                continue;
+            }
+            match crate::log::record_at_or_after(&b.bytes, timestamp_ms, self.log_start) {
+                Some(None) => continue,
+                Some(found) => return Ok(found),
+                None => return Ok(Some((b.base.max(self.log_start), b.max_timestamp_ms))),
+            }
+        }
+        Ok(None)
     }
 
     fn truncate_to(&mut self, next: Offset) -> Result<(), StorageError> {

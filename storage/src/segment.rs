@@ -108,7 +108,8 @@ impl Tracker<'_> {
             // A full index stops taking entries (lookups then scan a little further);
             // rebuilding a compacted segment can ask for more entries than it first had.
             let due = s.size == 0 || self.bytes_since_index_entry >= self.interval_bytes;
-            if due && !index.is_full() {
+            let expressible = base_offset.0 - self.base.0 <= RELATIVE_OFFSET_MAX;
+            if due && expressible && !index.is_full() {
                 let rel = relative(self.base, base_offset);
                 let ts_rel = relative(self.base, s.offset_of_max_timestamp);
                 index.push(rel, s.size as u32, s.max_timestamp_ms, ts_rel);
@@ -122,13 +123,16 @@ impl Tracker<'_> {
     }
 }
 
+/// Largest offset relative to a segment's base that a segment holds (Kafka's
+/// index stores it as an int); the log rolls before a batch would pass it.
+pub(crate) const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
+
+/// `offset` relative to the segment base, clamped to what an index entry can
+/// express. Appends keep offsets within range; a segment written otherwise (by an
+/// older broker) loses index precision, never correctness: lookups take the floor
+/// entry and walk forward.
 fn relative(base: Offset, offset: Offset) -> u32 {
-    let rel = offset.0 - base.0;
-    assert!(
-        (0..=i64::from(u32::MAX)).contains(&rel),
-        "offset {offset} is outside the segment at {base}"
-    );
-    rel as u32
+    (offset.0 - base.0).clamp(0, RELATIVE_OFFSET_MAX) as u32
 }
 
 fn open_rw(path: &Path) -> Result<File, StorageError> {

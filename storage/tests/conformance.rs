@@ -1,7 +1,7 @@
 //! One suite, every implementation of [`Log`]: the file log (with tiny segments so
 //! every check crosses segment boundaries) and the in-memory reference log.
 
-use sluice_protocol::batch::{build_batch, Batches};
+use sluice_protocol::batch::{build_batch, build_timed_batch, Batches};
 use sluice_storage::{LeaderEpoch, Log, LogConfig, MemoryLog, Offset, PartitionLog, StorageError};
 
 fn batch(records: usize, ts: i64, tag: u8) -> Vec<u8> {
@@ -146,6 +146,31 @@ fn timestamps(log: &mut dyn Log) {
     );
 }
 
+/// ListOffsets by timestamp answers a record, not the batch that holds it.
+fn record_timestamps(log: &mut dyn Log) {
+    append(log, 1, 100);
+    let mut straddling = build_timed_batch(&[
+        (1234, (None, Some(b"a"))),
+        (999_999_999_999, (None, Some(b"b"))),
+    ]);
+    let (base, _) = log
+        .append(&mut straddling, LeaderEpoch(1), 0)
+        .expect("append");
+    assert_eq!(
+        log.offset_for_timestamp(999_999_999_999).expect("ts"),
+        Some((Offset(base.0 + 1), 999_999_999_999)),
+        "the second record of the batch"
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1000).expect("ts"),
+        Some((base, 1234))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1_000_000_000_000).expect("ts"),
+        None
+    );
+}
+
 /// A named check that any [`Log`] must pass.
 type Check = (&'static str, fn(&mut dyn Log));
 
@@ -155,6 +180,7 @@ const CHECKS: &[Check] = &[
     ("truncation", truncation),
     ("log_start", log_start),
     ("timestamps", timestamps),
+    ("record_timestamps", record_timestamps),
 ];
 
 #[test]

@@ -420,3 +420,78 @@ fn entry_indexes_number_batches_and_survive_lost_sidecars() {
         Err(StorageError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn every_fetch_position_works_with_a_sparse_index() {
+    // One index entry per MiB: more than one walk chunk of batches lies between
+    // the entry and most fetch offsets.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        index_interval_bytes: 1 << 20,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(dir.path(), config).expect("open");
+    let value = vec![7u8; 3000];
+    let mut bounds = Vec::new();
+    for _ in 0..200 {
+        let mut b = build_batch(1, &[(None, Some(&value[..]))]);
+        bounds.push(log.append(&mut b, LeaderEpoch(3), 1).expect("append"));
+    }
+    let end = log.log_end_offset();
+    for (base, _) in &bounds {
+        for max_bytes in [1, 100, 5000, 1 << 20] {
+            let r = log.read(*base, max_bytes, end, true).expect("read");
+            let first = Batches::new(&r.records)
+                .next()
+                .expect("a batch")
+                .expect("whole");
+            assert_eq!(first.base_offset(), *base);
+        }
+    }
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config).expect("reopen");
+    assert_eq!(read_all(&mut log, Offset(0)), bounds);
+}
+
+/// A batch whose header claims `delta + 1` offsets (the log trusts headers that
+/// validation let through).
+fn wide_batch(delta: i32) -> Vec<u8> {
+    let mut b = build_batch(1, &[(None, Some(b"v"))]);
+    b[23..27].copy_from_slice(&delta.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+#[test]
+fn a_segment_rolls_before_an_offset_its_index_cannot_express() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
+    let wide = 1 << 29;
+    let mut appended = Vec::new();
+    for _ in 0..5 {
+        let mut b = wide_batch(wide);
+        appended.push(log.append(&mut b, LeaderEpoch(3), 1).expect("append"));
+    }
+    // Three batches of 2^29 + 1 offsets fit below 2^31; the fourth starts a segment.
+    assert_eq!(log.segment_count(), 2);
+    for (base, last) in log.segment_summaries().iter().map(|(b, n, _)| (*b, *n)) {
+        assert!(last.0 - 1 - base.0 <= i64::from(i32::MAX));
+    }
+    assert_eq!(read_all(&mut log, Offset(0)), appended);
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("reopen");
+    assert_eq!(read_all(&mut log, Offset(0)), appended);
+    let (base, _) = appended[3];
+    let r = log
+        .read(Offset(base.0 + 5), 1 << 20, log.log_end_offset(), true)
+        .expect("read inside a wide batch");
+    assert_eq!(
+        Batches::new(&r.records)
+            .next()
+            .expect("batch")
+            .expect("whole")
+            .base_offset(),
+        base
+    );
+}

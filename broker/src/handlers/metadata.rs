@@ -98,6 +98,6 @@ fn describe(topic: &Topic, node: i32) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(topic.id)
-        .with_is_internal(topic.name.starts_with("__"))
+        .with_is_internal(crate::cluster::is_internal_topic(&topic.name))
         .with_partitions(partitions)
 }

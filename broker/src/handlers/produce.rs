@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 use sluice_protocol::batch::{set_log_append_time, validate_produce_records, BatchView};
-use sluice_protocol::records::{all_records_keyed, reencode_batch, RecordsError};
+use sluice_protocol::records::{keyless_records, reencode_batch, RecordsError};
 use sluice_protocol::types::Offset;
 use sluice_protocol::BatchError;
 use sluice_replication::{Acks, Replica, ReplicaError};
@@ -17,16 +19,18 @@ use sluice_storage::{ProducerError, StorageError};
 use tracing::debug;
 
 use super::{code, str_bytes};
-use crate::cluster::Topic;
+use crate::cluster::{is_internal_topic, Topic};
 use crate::topic_config::MAX_MESSAGE_BYTES;
 use crate::Broker;
 
 fn batch_error_code(e: &BatchError) -> ResponseError {
     match e {
         BatchError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
-        BatchError::Inconsistent { .. } | BatchError::NotOneBatch { .. } => {
-            ResponseError::InvalidRecord
-        }
+        BatchError::Inconsistent { .. }
+        | BatchError::NotOneBatch { .. }
+        | BatchError::RecordCountMismatch { .. }
+        | BatchError::TooManyRecords { .. }
+        | BatchError::NonZeroBaseOffset { .. } => ResponseError::InvalidRecord,
         BatchError::Empty
         | BatchError::Truncated { .. }
         | BatchError::BadLength { .. }
@@ -55,6 +59,41 @@ fn replica_error_code(e: &ReplicaError) -> ResponseError {
     }
 }
 
+/// Why a partition's batch was refused, as Produce answers it.
+#[derive(Debug)]
+struct Rejection {
+    error: ResponseError,
+    message: String,
+    /// (index of the record in the batch, why), for INVALID_RECORD on v8+: the
+    /// client fails exactly these records.
+    record_errors: Vec<(i32, String)>,
+}
+
+impl Rejection {
+    fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        Rejection {
+            error,
+            message: message.into(),
+            record_errors: Vec::new(),
+        }
+    }
+
+    fn batch(e: &BatchError) -> Self {
+        Rejection::new(batch_error_code(e), e.to_string())
+    }
+}
+
+/// Record errors shown in the partition's error message, as Kafka does.
+const RECORD_ERRORS_IN_MESSAGE: usize = 3;
+
+/// The most a compressed batch may inflate to: well past max.message.bytes (a
+/// compressed batch may), bounded all the same.
+fn inflate_limit(max_message_bytes: i64) -> usize {
+    (max_message_bytes.max(0) as usize)
+        .saturating_mul(32)
+        .max(64 << 20)
+}
+
 /// The topic's settings that look inside a batch, applied to a validated batch:
 /// re-encoding to `compression.type`, keys on compacted topics, LogAppendTime.
 /// Returns the batch to store and the log append time (-1 with CreateTime).
@@ -62,16 +101,14 @@ fn replica_error_code(e: &ReplicaError) -> ResponseError {
 /// no copy is made.
 fn apply_topic_policies(
     topic: &Topic,
+    partition: i32,
     records: Bytes,
     max_message_bytes: i64,
     now_ms: i64,
-) -> Result<(Bytes, i64), (ResponseError, String)> {
-    let corrupt = |e: RecordsError| (ResponseError::CorruptMessage, e.to_string());
-    // A compressed batch may inflate well past max.message.bytes; bound it anyway.
-    let inflate_limit = (max_message_bytes.max(0) as usize)
-        .saturating_mul(32)
-        .max(64 << 20);
-    let view = BatchView::parse(&records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
+) -> Result<(Bytes, i64), Rejection> {
+    let corrupt = |e: RecordsError| Rejection::new(ResponseError::CorruptMessage, e.to_string());
+    let inflate_limit = inflate_limit(max_message_bytes);
+    let view = BatchView::parse(&records).map_err(|e| Rejection::batch(&e))?;
     let mut stored: Option<Vec<u8>> = None;
     if let Some(target) = topic.configs.compression_target() {
         if view.compression().ok() != Some(target) {
@@ -79,12 +116,29 @@ fn apply_topic_policies(
         }
     }
     if topic.configs.compacts() && !view.is_control() {
-        let keyed = all_records_keyed(&view, inflate_limit).map_err(corrupt)?;
-        if !keyed {
-            return Err((
-                ResponseError::InvalidRecord,
-                "compacted topics only accept records with keys".into(),
-            ));
+        let keyless = keyless_records(&view, inflate_limit).map_err(corrupt)?;
+        if !keyless.is_empty() {
+            let why = format!(
+                "Compacted topic cannot accept message without key in topic partition {}-{partition}.",
+                topic.name
+            );
+            let record_errors: Vec<(i32, String)> =
+                keyless.iter().map(|i| (*i as i32, why.clone())).collect();
+            let shown: Vec<String> = record_errors
+                .iter()
+                .take(RECORD_ERRORS_IN_MESSAGE)
+                .map(|(i, m)| format!("RecordError(batchIndex={i}, message='{m}')"))
+                .collect();
+            return Err(Rejection {
+                error: ResponseError::InvalidRecord,
+                message: format!(
+                    "One or more records have been rejected due to {} record errors in total, \
+                     and only showing the first {RECORD_ERRORS_IN_MESSAGE} errors at most: [{}]",
+                    record_errors.len(),
+                    shown.join(", ")
+                ),
+                record_errors,
+            });
         }
     }
     if topic.configs.log_append_time() {
@@ -103,12 +157,34 @@ struct Outcome {
 }
 
 fn failed(index: i32, error: ResponseError, message: Option<String>) -> Outcome {
+    rejected(
+        index,
+        Rejection {
+            error,
+            message: message.unwrap_or_default(),
+            record_errors: Vec::new(),
+        },
+    )
+}
+
+fn rejected(index: i32, rejection: Rejection) -> Outcome {
+    let record_errors = rejection
+        .record_errors
+        .into_iter()
+        .map(|(batch_index, message)| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(batch_index)
+                .with_batch_index_error_message(Some(str_bytes(message)))
+        })
+        .collect();
+    let message = (!rejection.message.is_empty()).then(|| str_bytes(rejection.message));
     Outcome {
         response: PartitionProduceResponse::default()
             .with_index(index)
-            .with_error_code(code(error))
+            .with_error_code(code(rejection.error))
             .with_base_offset(-1)
-            .with_error_message(message.map(str_bytes)),
+            .with_error_message(message)
+            .with_record_errors(record_errors),
         commit_wait: None,
     }
 }
@@ -143,6 +219,7 @@ pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> P
     for topic_data in request.topic_data {
         let name = topic_data.name.0.as_str().to_string();
         let topic = broker.cluster.topic(&name);
+        let internal = is_internal_topic(&name);
         let mut outcomes = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
             let index = pd.index;
@@ -150,6 +227,17 @@ pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> P
                 outcomes.push(failed(index, ResponseError::InvalidRequiredAcks, None));
                 continue;
             };
+            if internal {
+                // Only the broker writes its internal topics: a client's records there
+                // would rewrite other groups' offsets on the next load.
+                let message = format!("Cannot append to internal topic {name}");
+                outcomes.push(failed(
+                    index,
+                    ResponseError::InvalidTopicException,
+                    Some(message),
+                ));
+                continue;
+            }
             let Some(replica) = topic.as_ref().and_then(|t| {
                 usize::try_from(index)
                     .ok()
@@ -172,20 +260,21 @@ pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> P
                 outcomes.push(failed(index, ResponseError::MessageTooLarge, Some(message)));
                 continue;
             }
-            if let Err(e) = validate_produce_records(&records) {
+            if let Err(e) = validate_produce_records(&records, inflate_limit(max_bytes)) {
                 debug!(topic = %name, partition = index, error = %e, "rejected batch");
-                outcomes.push(failed(index, batch_error_code(&e), Some(e.to_string())));
+                outcomes.push(rejected(index, Rejection::batch(&e)));
                 continue;
             }
-            let (batch, log_append_time_ms) =
-                match apply_topic_policies(topic, records, max_bytes, now_ms) {
-                    Ok(prepared) => prepared,
-                    Err((error, message)) => {
-                        debug!(topic = %name, partition = index, %message, "rejected batch");
-                        outcomes.push(failed(index, error, Some(message)));
-                        continue;
-                    }
-                };
+            let (batch, log_append_time_ms) = match apply_topic_policies(
+                topic, index, records, max_bytes, now_ms,
+            ) {
+                Ok(prepared) => prepared,
+                Err(rejection) => {
+                    debug!(topic = %name, partition = index, message = %rejection.message, "rejected batch");
+                    outcomes.push(rejected(index, rejection));
+                    continue;
+                }
+            };
             match replica.append_now(batch, now_ms) {
                 Ok(info) => outcomes.push(Outcome {
                     response: PartitionProduceResponse::default()
