@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sluice_replication::{Flusher, Replica, ReplicaError};
 use sluice_storage::{CompactionConfig, LogConfig};
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
@@ -146,6 +146,7 @@ impl Cluster {
                 block_end: next_pid,
             }),
         });
+        remove_deleted_dirs(&cluster.config.data_dir);
         for record in file.topics {
             let configs = TopicConfigs::from_stored(record.configs);
             let topic = cluster.open_topic(&record.name, record.id, record.partitions, configs)?;
@@ -199,7 +200,7 @@ impl Cluster {
                     Arc::clone(&self.flusher),
                 )
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect();
         Ok(Arc::new(Topic {
             name: name.to_string(),
             id,
@@ -277,11 +278,14 @@ impl Cluster {
         let (partitions, configs) =
             self.check_new_topic(name, partitions, replication_factor, configs)?;
         for p in 0..partitions {
+            // Data under a name no topic owns is never wiped: an operator decides.
             let dir = self.partition_dir(name, p);
             if dir.exists() {
-                warn!(dir = %dir.display(), "removing a stale partition directory");
-                std::fs::remove_dir_all(&dir)
-                    .map_err(|e| TopicError::Storage(format!("remove {}: {e}", dir.display())))?;
+                error!(dir = %dir.display(), topic = name, "refusing to create a topic over an existing partition directory");
+                return Err(TopicError::Storage(format!(
+                    "partition directory {} already exists but belongs to no topic; move it away to create '{name}'",
+                    dir.display()
+                )));
             }
         }
         let topic = self.open_topic(name, Uuid::new_v4(), partitions, configs)?;
@@ -309,9 +313,16 @@ impl Cluster {
         };
         self.persist()?;
         for replica in &topic.partitions {
+            // Renamed out of the way first (one atomic step), so a topic created
+            // with the same name never meets the old data, then removed.
             let dir = replica.dir();
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition's log");
+            let doomed = deleted_dir_name(&dir, topic.id);
+            if let Err(e) = std::fs::rename(&dir, &doomed) {
+                warn!(dir = %dir.display(), error = %e, "could not set a deleted partition's log aside");
+                continue;
+            }
+            if let Err(e) = std::fs::remove_dir_all(&doomed) {
+                warn!(dir = %doomed.display(), error = %e, "could not remove a deleted partition's log; it is removed at the next start");
             }
         }
         info!(topic = name, "topic deleted");
@@ -425,6 +436,38 @@ impl Cluster {
                 if let Err(e) = replica.sync_all() {
                     warn!(partition = replica.name(), error = %e, "final sync failed");
                 }
+            }
+        }
+    }
+}
+
+/// Suffix of partition directories of deleted topics awaiting removal.
+const DELETED_SUFFIX: &str = "-delete";
+
+/// Where a deleted topic's partition directory waits for removal (Kafka's
+/// `<topic>-<partition>.<id>-delete`).
+fn deleted_dir_name(dir: &Path, topic_id: Uuid) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}{DELETED_SUFFIX}", topic_id.simple()));
+    dir.with_file_name(name)
+}
+
+/// Removes what deletions left behind (a crash between rename and removal).
+fn remove_deleted_dirs(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir()
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(DELETED_SUFFIX))
+        {
+            info!(dir = %path.display(), "removing the log of a deleted topic");
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                warn!(dir = %path.display(), error = %e, "could not remove a deleted topic's log");
             }
         }
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use parking_lot::Mutex;
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use sluice_protocol::batch::BatchView;
 use sluice_storage::{
     last_seq, BatchMeta, CompactionConfig, CompactionStats, LeaderEpoch, Log, LogConfig, Offset,
@@ -81,7 +81,10 @@ struct Commit {
 #[derive(Debug)]
 pub struct Replica {
     name: String,
-    log: Mutex<Partition>,
+    dir: PathBuf,
+    /// `None` for a partition whose log could not be opened: it stays offline
+    /// (every call answers [`ReplicaError::Offline`]) while the rest serve.
+    log: Mutex<Option<Partition>>,
     epoch: LeaderEpoch,
     log_start: AtomicI64,
     log_end: AtomicI64,
@@ -95,32 +98,62 @@ pub struct Replica {
 
 impl Replica {
     /// Opens (and recovers) the log in `dir`. Everything recovered is committed: on a
-    /// single node, what survived on disk is what a majority holds.
-    pub fn open(
-        name: String,
-        dir: PathBuf,
-        config: LogConfig,
-        flusher: Arc<Flusher>,
-    ) -> Result<Arc<Self>, ReplicaError> {
-        let mut log = PartitionLog::open(dir, config)?;
-        let producers = ProducerStates::rebuild(&mut log)?;
-        let end = log.log_end_offset();
+    /// single node, what survived on disk is what a majority holds. A log that cannot
+    /// be opened or recovered gives an offline replica that names the reason (the
+    /// file and byte position), so one damaged partition never stops start-up.
+    pub fn open(name: String, dir: PathBuf, config: LogConfig, flusher: Arc<Flusher>) -> Arc<Self> {
+        let opened = PartitionLog::open(dir.clone(), config).and_then(|mut log| {
+            let producers = ProducerStates::rebuild(&mut log)?;
+            Ok(Partition { log, producers })
+        });
+        let (partition, failure) = match opened {
+            Ok(p) => (Some(p), None),
+            Err(e) => {
+                error!(partition = %name, error = %e, "partition cannot be opened; it stays offline");
+                (None, Some(e.to_string()))
+            }
+        };
+        let (start, end) = partition.as_ref().map_or((Offset(0), Offset(0)), |p| {
+            (p.log.log_start_offset(), p.log.log_end_offset())
+        });
         let (commit, _) = watch::channel(Commit {
             high_watermark: end,
-            failed: false,
+            failed: failure.is_some(),
         });
-        Ok(Arc::new(Replica {
+        Arc::new(Replica {
             name,
-            log_start: AtomicI64::new(log.log_start_offset().0),
+            dir,
+            log_start: AtomicI64::new(start.0),
             log_end: AtomicI64::new(end.0),
-            log: Mutex::new(Partition { log, producers }),
+            log: Mutex::new(partition),
             epoch: LeaderEpoch(0),
             commit,
-            failure: Mutex::new(None),
+            failure: Mutex::new(failure),
             flusher,
             dirty: AtomicBool::new(false),
             last_compaction: Mutex::new(None),
-        }))
+        })
+    }
+
+    /// The open partition, or why it is offline.
+    fn partition(&self) -> Result<MappedMutexGuard<'_, Partition>, ReplicaError> {
+        MutexGuard::try_map(self.log.lock(), Option::as_mut).map_err(|_| self.offline_error())
+    }
+
+    fn offline_error(&self) -> ReplicaError {
+        ReplicaError::Offline {
+            partition: self.name.clone(),
+            reason: self
+                .failure
+                .lock()
+                .clone()
+                .unwrap_or_else(|| "the log is not open".into()),
+        }
+    }
+
+    /// Whether the partition is offline, and why.
+    pub fn offline_reason(&self) -> Option<String> {
+        self.failure.lock().clone()
     }
 
     pub fn name(&self) -> &str {
@@ -164,7 +197,7 @@ impl Replica {
     ) -> Result<AppendInfo, ReplicaError> {
         self.check_online()?;
         let (base, last, log_start, flush_due) = {
-            let mut p = self.log.lock();
+            let mut p = self.partition()?;
             let view = BatchView::parse(&batch).map_err(StorageError::from)?;
             let producer_id = view.producer_id();
             let idempotent = producer_id >= 0 && !view.is_control();
@@ -264,7 +297,7 @@ impl Replica {
         if self.failure.lock().is_some() {
             return false;
         }
-        let Some(target) = self.log.lock().sync_target() else {
+        let Some(target) = self.partition().ok().and_then(|mut p| p.sync_target()) else {
             return false;
         };
         for file in &target.files {
@@ -297,7 +330,7 @@ impl Replica {
         self.check_online()?;
         let high_watermark = self.high_watermark();
         let (plan, log_start) = {
-            let mut log = self.log.lock();
+            let mut log = self.partition()?;
             (
                 log.plan_read(offset, max_bytes, high_watermark, min_one_batch)?,
                 log.log_start_offset(),
@@ -335,8 +368,7 @@ impl Replica {
             }
             let budget = max_bytes.saturating_sub(buf.len()).max(1);
             let plan = self
-                .log
-                .lock()
+                .partition()?
                 .plan_read(next, budget, high_watermark, true)?;
             let more = plan.execute()?;
             if more.records.is_empty() {
@@ -359,7 +391,7 @@ impl Replica {
     ) -> Result<Option<(Offset, i64)>, ReplicaError> {
         self.check_online()?;
         let hw = self.high_watermark();
-        let found = self.log.lock().offset_for_timestamp(timestamp_ms)?;
+        let found = self.partition()?.offset_for_timestamp(timestamp_ms)?;
         Ok(found.filter(|(o, _)| *o < hw))
     }
 
@@ -367,7 +399,7 @@ impl Replica {
     pub fn max_timestamp(&self) -> Result<Option<(i64, Offset)>, ReplicaError> {
         self.check_online()?;
         let hw = self.high_watermark();
-        Ok(self.log.lock().max_timestamp().filter(|(_, o)| *o < hw))
+        Ok(self.partition()?.max_timestamp().filter(|(_, o)| *o < hw))
     }
 
     /// Applies time and size retention (-1 disables either); returns what was removed.
@@ -378,7 +410,7 @@ impl Replica {
         retention_bytes: i64,
     ) -> Result<RetentionOutcome, ReplicaError> {
         self.check_online()?;
-        let mut log = self.log.lock();
+        let mut log = self.partition()?;
         let outcome = log.apply_retention(now_ms, retention_ms, retention_bytes)?;
         self.log_start
             .store(log.log_start_offset().0, Ordering::Release);
@@ -396,7 +428,7 @@ impl Replica {
     ) -> Result<Option<CompactionStats>, ReplicaError> {
         self.check_online()?;
         let plan = {
-            let log = self.log.lock();
+            let log = self.partition()?;
             log.compaction_plan(self.high_watermark())
         };
         let Some(plan) = plan else {
@@ -412,20 +444,21 @@ impl Replica {
             }
         }
         let done = plan.run(now_ms, config)?;
-        let stats = self.log.lock().install_compaction(done)?;
+        let stats = self.partition()?.install_compaction(done)?;
         *self.last_compaction.lock() = Some((covers_below, now_ms));
         Ok(Some(stats))
     }
 
     /// Forgets producers idle for longer than `expiration_ms`.
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
-        self.log.lock().producers.expire(now_ms, expiration_ms)
+        self.partition()
+            .map_or(0, |mut p| p.producers.expire(now_ms, expiration_ms))
     }
 
     /// Syncs everything appended and snapshots the producers (shutdown).
     pub fn sync_all(&self) -> Result<(), ReplicaError> {
         self.check_online()?;
-        let mut p = self.log.lock();
+        let mut p = self.partition()?;
         p.log.sync_all()?;
         let (dir, end) = (p.log.dir().to_path_buf(), p.log.log_end_offset());
         p.producers.write_snapshot(&dir, end)?;
@@ -434,6 +467,6 @@ impl Replica {
 
     /// Directory of the log.
     pub fn dir(&self) -> PathBuf {
-        self.log.lock().dir().to_path_buf()
+        self.dir.clone()
     }
 }

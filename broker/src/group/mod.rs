@@ -29,7 +29,7 @@ use sluice_protocol::records::{parse_records, records_data};
 use sluice_protocol::types::Offset;
 use sluice_replication::Replica;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::cluster::{Cluster, Topic, TopicError};
 use crate::config::GroupCoordinatorConfig;
@@ -191,6 +191,7 @@ impl Coordinator {
         topic
             .partitions
             .get(p)
+            .filter(|r| r.offline_reason().is_none())
             .cloned()
             .ok_or(GroupError::CoordinatorNotAvailable)
     }
@@ -694,6 +695,39 @@ impl Coordinator {
         }
     }
 
+    /// Feeds every committed record of one `__consumer_offsets` partition to `apply`.
+    fn replay(
+        replica: &Replica,
+        apply: &mut impl FnMut(&[u8], Option<&[u8]>) -> Result<(), records::RecordError>,
+    ) -> Result<(), TopicError> {
+        let mut at = replica.log_start_offset();
+        let end = replica.high_watermark();
+        while at < end {
+            let data = replica.read(at, LOAD_READ_BYTES, true)?;
+            if data.records.is_empty() {
+                break;
+            }
+            for batch in Batches::new(&data.records) {
+                let batch = batch.map_err(|e| TopicError::Storage(e.to_string()))?;
+                at = batch.last_offset().next();
+                if batch.is_control() {
+                    continue;
+                }
+                let bad = |e: &dyn std::fmt::Display| {
+                    TopicError::Storage(format!("{}: {e}", replica.name()))
+                };
+                let data = records_data(&batch, LOAD_RECORDS_MAX_BYTES).map_err(|e| bad(&e))?;
+                for r in parse_records(&data, batch.record_count()).map_err(|e| bad(&e))? {
+                    let Some(key) = r.key else { continue };
+                    if let Err(e) = apply(key, r.value) {
+                        warn!(partition = replica.name(), error = %e, "skipping a record");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Replays `__consumer_offsets`: the last record per key wins, null values delete.
     fn load(&self, topic: &Topic, now: i64) -> Result<(), TopicError> {
         #[derive(Default)]
@@ -728,30 +762,10 @@ impl Coordinator {
             Ok(())
         };
         for replica in &topic.partitions {
-            let mut at = replica.log_start_offset();
-            let end = replica.high_watermark();
-            while at < end {
-                let data = replica.read(at, LOAD_READ_BYTES, true)?;
-                if data.records.is_empty() {
-                    break;
-                }
-                for batch in Batches::new(&data.records) {
-                    let batch = batch.map_err(|e| TopicError::Storage(e.to_string()))?;
-                    at = batch.last_offset().next();
-                    if batch.is_control() {
-                        continue;
-                    }
-                    let bad = |e: &dyn std::fmt::Display| {
-                        TopicError::Storage(format!("{}: {e}", replica.name()))
-                    };
-                    let data = records_data(&batch, LOAD_RECORDS_MAX_BYTES).map_err(|e| bad(&e))?;
-                    for r in parse_records(&data, batch.record_count()).map_err(|e| bad(&e))? {
-                        let Some(key) = r.key else { continue };
-                        if let Err(e) = apply(key, r.value) {
-                            warn!(partition = replica.name(), error = %e, "skipping a record");
-                        }
-                    }
-                }
+            // A partition that cannot be read leaves its groups without a
+            // coordinator (COORDINATOR_NOT_AVAILABLE); the others load.
+            if let Err(e) = Self::replay(replica, &mut apply) {
+                error!(partition = replica.name(), error = %e, "cannot load the groups of this partition");
             }
         }
         let mut groups = self.groups.write();

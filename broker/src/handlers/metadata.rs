@@ -87,11 +87,19 @@ fn describe(topic: &Topic, node: i32) -> MetadataResponseTopic {
         .iter()
         .enumerate()
         .map(|(i, replica)| {
-            MetadataResponsePartition::default()
+            let partition = MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_leader_id(BrokerId(node))
                 .with_leader_epoch(replica.leader_epoch().0)
-                .with_replica_nodes(vec![BrokerId(node)])
+                .with_replica_nodes(vec![BrokerId(node)]);
+            if replica.offline_reason().is_some() {
+                // Kafka's answer for a partition whose only replica is offline.
+                return partition
+                    .with_error_code(code(ResponseError::LeaderNotAvailable))
+                    .with_leader_id(BrokerId(-1))
+                    .with_offline_replicas(vec![BrokerId(node)]);
+            }
+            partition
+                .with_leader_id(BrokerId(node))
                 .with_isr_nodes(vec![BrokerId(node)])
         })
         .collect();

@@ -196,6 +196,22 @@ pub fn fetch(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
 }
 
 pub fn create_topic_with_configs(broker: &Broker, topic: &str, configs: &[(&str, &str)]) {
+    let (code, message) = create_topic_code(broker, topic, configs);
+    assert_eq!(code, 0, "{message:?}");
+}
+
+/// Creates a topic expecting the error `code`.
+pub fn create_topic_with_configs_expecting(broker: &Broker, topic: &str, code: i16) {
+    let (got, message) = create_topic_code(broker, topic, &[]);
+    assert_eq!(got, code, "{message:?}");
+}
+
+/// CreateTopics v7 for one single-partition topic: its error code and message.
+pub fn create_topic_code(
+    broker: &Broker,
+    topic: &str,
+    configs: &[(&str, &str)],
+) -> (i16, Option<String>) {
     use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
     let mut s = broker.connect();
@@ -218,5 +234,28 @@ pub fn create_topic_with_configs(broker: &Broker, topic: &str, configs: &[(&str,
     s.write_all(&request_frame(ApiKey::CreateTopics, 7, 3, &req))
         .expect("write");
     let (_, r): (i32, CreateTopicsResponse) = response(&mut s, ApiKey::CreateTopics, 7);
-    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    (
+        r.topics[0].error_code,
+        r.topics[0].error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+/// Deletes a topic by name (DeleteTopics v6), expecting success.
+pub fn delete_topic(broker: &Broker, topic: &str) {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+    let mut s = broker.connect();
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![DeleteTopicState::default().with_name(Some(
+            TopicName(StrBytes::from_string(topic.to_string())),
+        ))]);
+    s.write_all(&request_frame(ApiKey::DeleteTopics, 6, 4, &req))
+        .expect("write");
+    let (_, r): (i32, DeleteTopicsResponse) = response(&mut s, ApiKey::DeleteTopics, 6);
+    assert_eq!(
+        r.responses[0].error_code, 0,
+        "{:?}",
+        r.responses[0].error_message
+    );
 }
