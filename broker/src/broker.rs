@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_replication::{CommitSignal, Flusher};
 
+use crate::budget::Budgets;
 use crate::cluster::{Cluster, TopicError};
 use crate::config::BrokerConfig;
 use crate::group::Coordinator;
@@ -21,6 +22,8 @@ pub struct Broker {
     pub cluster: Arc<Cluster>,
     pub flusher: Arc<Flusher>,
     pub groups: Arc<Coordinator>,
+    /// Bounds on request and response bytes, disk work and connections.
+    pub budgets: Budgets,
 }
 
 impl Broker {
@@ -30,6 +33,7 @@ impl Broker {
         let cluster = Cluster::open(config.clone(), Arc::clone(&flusher))?;
         let groups = Coordinator::open(Arc::clone(&cluster), wall_clock_ms())?;
         Ok(Arc::new(Broker {
+            budgets: Budgets::new(&config),
             config,
             cluster,
             flusher,

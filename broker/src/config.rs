@@ -41,6 +41,13 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     pub socket_request_max_bytes: usize,
     pub max_inflight_requests_per_connection: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub connections_max_idle_ms: u64,
+    pub queued_max_request_bytes: usize,
+    pub queued_max_response_bytes: usize,
+    pub connection_response_bytes_max: usize,
+    pub num_io_threads: usize,
     pub shutdown_timeout_s: u64,
     pub producer_id_expiration_ms: i64,
     pub log: LogDefaults,
@@ -110,6 +117,13 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             socket_request_max_bytes: 100 << 20,
             max_inflight_requests_per_connection: 64,
+            max_connections: i32::MAX as usize,
+            max_connections_per_ip: i32::MAX as usize,
+            connections_max_idle_ms: 600_000,
+            queued_max_request_bytes: 512 << 20,
+            queued_max_response_bytes: 512 << 20,
+            connection_response_bytes_max: 64 << 20,
+            num_io_threads: 8,
             shutdown_timeout_s: 10,
             producer_id_expiration_ms: 24 * 3600 * 1000,
             log: LogDefaults::default(),
@@ -216,6 +230,33 @@ impl BrokerConfig {
                 "max_inflight_requests_per_connection",
                 "must be at least 1".into(),
             ));
+        }
+        for (key, value) in [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            ("num_io_threads", self.num_io_threads),
+        ] {
+            if value == 0 {
+                return Err(bad(key, "must be at least 1".into()));
+            }
+        }
+        if self.connections_max_idle_ms < 1 {
+            return Err(bad("connections_max_idle_ms", "must be positive".into()));
+        }
+        for (key, value) in [
+            ("queued_max_request_bytes", self.queued_max_request_bytes),
+            ("queued_max_response_bytes", self.queued_max_response_bytes),
+            (
+                "connection_response_bytes_max",
+                self.connection_response_bytes_max,
+            ),
+        ] {
+            if !(1 << 20..=u32::MAX as usize).contains(&value) {
+                return Err(bad(
+                    key,
+                    format!("{value} must be between 1048576 and {}", u32::MAX),
+                ));
+            }
         }
         if self.producer_id_expiration_ms < 1 {
             return Err(bad("producer_id_expiration_ms", "must be positive".into()));

@@ -14,6 +14,7 @@
 //! chosen in the handlers, one place per API.
 
 pub mod broker;
+pub mod budget;
 pub mod cluster;
 pub mod config;
 pub mod connection;

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::budget::RateLimit;
 use crate::connection;
 use crate::Broker;
 
@@ -25,17 +26,30 @@ pub async fn run(
     let group_timers = tokio::spawn(group_timer_loop(Arc::clone(&broker)));
     let offsets_expiry = tokio::spawn(offsets_expiry_loop(Arc::clone(&broker)));
     let mut connections = JoinSet::new();
+    let refused = RateLimit::new(Duration::from_secs(10));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let admission = match broker.budgets.admit(peer.ip()) {
+                        Ok(a) => a,
+                        Err(refusal) => {
+                            if let Some(held_back) = refused.allow() {
+                                warn!(peer = %peer, ?refusal, refused_since_last_warning = held_back,
+                                    "connection refused: limit reached");
+                            }
+                            drop(stream);
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     connections.spawn(connection::serve(
                         stream,
                         peer.to_string(),
                         Arc::clone(&broker),
                         stop_rx.clone(),
+                        admission,
                     ));
                 }
                 Err(e) => {

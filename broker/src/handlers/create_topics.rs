@@ -100,12 +100,12 @@ pub async fn handle(
                 .map(|(p, c)| (p, c, None))
         } else {
             let name = name.clone();
-            tokio::task::spawn_blocking(move || {
-                cluster.create_topic(&name, partitions, rf, &configs)
-            })
-            .await
-            .unwrap_or_else(|e| Err(TopicError::Storage(format!("create task failed: {e}"))))
-            .map(|t| (t.partitions.len() as i32, t.configs.clone(), Some(t.id)))
+            broker
+                .budgets
+                .io(move || cluster.create_topic(&name, partitions, rf, &configs))
+                .await
+                .unwrap_or_else(|e| Err(TopicError::Storage(format!("create task failed: {e}"))))
+                .map(|t| (t.partitions.len() as i32, t.configs.clone(), Some(t.id)))
         };
         match outcome {
             Ok((partitions, configs, id)) => {

@@ -52,7 +52,9 @@ pub async fn handle(
         };
         let cluster = Arc::clone(&broker.cluster);
         let topic_name_owned = topic.name.clone();
-        let outcome = tokio::task::spawn_blocking(move || cluster.delete_topic(&topic_name_owned))
+        let outcome = broker
+            .budgets
+            .io(move || cluster.delete_topic(&topic_name_owned))
             .await
             .unwrap_or_else(|e| Err(TopicError::Storage(format!("delete task failed: {e}"))));
         let result = DeletableTopicResult::default()

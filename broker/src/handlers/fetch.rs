@@ -13,29 +13,57 @@ use sluice_replication::ReplicaError;
 use sluice_storage::StorageError;
 
 use super::code;
+use crate::budget::{shrink, ConnectionBudget, HandlerFailed, Held};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> FetchResponse {
+/// Answers a fetch, holding for its response no more than the connection's and
+/// the broker's budgets allow: the request's `max_bytes` is capped by the
+/// connection's budget, the reads run on the I/O pool, and a fetch waiting for data
+/// holds nothing. Returns the response and the bytes it holds until written.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: FetchRequest,
+    _version: i16,
+    budget: &ConnectionBudget,
+) -> Result<(FetchResponse, Held), HandlerFailed> {
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = tokio::time::Instant::now() + max_wait;
     let mut signal = broker.commit_signal();
+    let want = (request.max_bytes.max(0) as usize).min(budget.bytes_max());
+    let request = Arc::new(request);
     loop {
         // Mark the signal seen before reading, so a commit after the read wakes us.
         signal.borrow_and_update();
-        let (response, bytes, has_error) = read_all(broker, &request);
+        let held = vec![
+            budget.response_bytes(want).await,
+            broker.budgets.response_bytes(want).await,
+        ];
+        let (b, r) = (Arc::clone(broker), Arc::clone(&request));
+        let (response, bytes, has_error) =
+            broker.budgets.io(move || read_all(&b, &r, want)).await?;
         let min_bytes = request.min_bytes.max(0) as usize;
-        if bytes >= min_bytes.max(1) || has_error || tokio::time::Instant::now() >= deadline {
-            return response;
+        let expired = tokio::time::Instant::now() >= deadline;
+        if bytes >= min_bytes.max(1) || has_error || expired {
+            return Ok((response, shrink(held, bytes)));
         }
-        match tokio::time::timeout_at(deadline, signal.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return read_all(broker, &request).0,
+        drop(held);
+        if !matches!(
+            tokio::time::timeout_at(deadline, signal.changed()).await,
+            Ok(Ok(()))
+        ) {
+            // The wait is over: one last read answers whatever is there.
+            signal.borrow_and_update();
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
 
-fn read_all(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
-    let mut remaining = request.max_bytes.max(0) as usize;
+fn read_all(
+    broker: &Broker,
+    request: &FetchRequest,
+    max_bytes: usize,
+) -> (FetchResponse, usize, bool) {
+    let mut remaining = max_bytes;
     let mut total = 0usize;
     let mut has_error = false;
     let mut topics = Vec::with_capacity(request.topics.len());

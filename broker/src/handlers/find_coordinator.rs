@@ -28,7 +28,9 @@ pub async fn handle(
     let ready = if request.key_type == KEY_TYPE_GROUP {
         // Creating __consumer_offsets on first use writes many files: off the async threads.
         let b = Arc::clone(broker);
-        tokio::task::spawn_blocking(move || b.groups.offsets_topic().map(|_| ()))
+        broker
+            .budgets
+            .io(move || b.groups.offsets_topic().map(|_| ()))
             .await
             .unwrap_or(Err(GroupError::CoordinatorNotAvailable))
     } else {

@@ -9,6 +9,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_protocol::codec::{ApiRange, Request};
 
+use crate::budget::{ConnectionBudget, HandlerFailed, Held};
 use crate::group::GroupError;
 use crate::Broker;
 
@@ -73,18 +74,71 @@ pub struct ClientInfo {
     pub host: String,
 }
 
-/// The rest of a request's handling, run concurrently with later requests.
-pub type Handling = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
+/// A response body and the budget it holds until it is written.
+#[derive(Debug)]
+pub struct Answer {
+    pub body: ResponseKind,
+    pub held: Held,
+}
 
-/// Starts a request. Work whose order matters (appends) happens here, before the
-/// connection reads its next request; the returned future does the rest. Its
-/// output `None` means no response is sent (Produce with acks=0).
-pub fn start(broker: &Arc<Broker>, request: Request, peer_host: &str) -> Handling {
+/// The rest of a request's handling; its output `None` means no response is sent
+/// (Produce with acks=0).
+pub type Handling = Pin<Box<dyn Future<Output = Result<Option<Answer>, HandlerFailed>> + Send>>;
+
+/// How the rest of a started request runs against the connection's later requests.
+pub enum Started {
+    /// The ordered phase is done (a produce appended); the rest waits for commit
+    /// or data concurrently with later requests.
+    Concurrent(Handling),
+    /// The request must finish before the connection's next request starts, so a
+    /// read that follows a write on one connection sees it (Kafka processes one
+    /// request per connection at a time).
+    InOrder(Handling),
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Started::Concurrent(_) => "Concurrent",
+            Started::InOrder(_) => "InOrder",
+        })
+    }
+}
+
+/// Starts a request. Work whose order matters happens before this returns (a
+/// produce's appends, on the I/O pool) or before the connection's next request
+/// ([`Started::InOrder`]); fetches, which only read, run concurrently.
+pub async fn start(
+    broker: &Arc<Broker>,
+    request: Request,
+    peer_host: &str,
+    budget: &ConnectionBudget,
+) -> Result<Started, HandlerFailed> {
     let broker = Arc::clone(broker);
-    match request.body {
+    let version = request.version;
+    Ok(match request.body {
         RequestKind::Produce(r) => {
-            let pending = produce::append(&broker, r, request.version);
-            Box::pin(async move { produce::finish(pending).await.map(ResponseKind::Produce) })
+            let b = Arc::clone(&broker);
+            let pending = broker
+                .budgets
+                .io(move || produce::append(&b, r, version))
+                .await?;
+            Started::Concurrent(Box::pin(async move {
+                Ok(produce::finish(pending).await.map(|r| Answer {
+                    body: ResponseKind::Produce(r),
+                    held: Held::new(),
+                }))
+            }))
+        }
+        RequestKind::Fetch(r) => {
+            let budget = budget.clone();
+            Started::Concurrent(Box::pin(async move {
+                let (response, held) = fetch::handle(&broker, r, version, &budget).await?;
+                Ok(Some(Answer {
+                    body: ResponseKind::Fetch(response),
+                    held,
+                }))
+            }))
         }
         body => {
             let client = ClientInfo {
@@ -95,9 +149,15 @@ pub fn start(broker: &Arc<Broker>, request: Request, peer_host: &str) -> Handlin
                     .unwrap_or_default(),
                 host: format!("/{peer_host}"),
             };
-            Box::pin(async move { handle(&broker, body, request.version, &client).await })
+            Started::InOrder(Box::pin(async move {
+                let body = handle(&broker, body, version, &client).await?;
+                Ok(Some(Answer {
+                    body,
+                    held: Held::new(),
+                }))
+            }))
         }
-    }
+    })
 }
 
 async fn handle(
@@ -105,15 +165,30 @@ async fn handle(
     body: RequestKind,
     version: i16,
     client: &ClientInfo,
-) -> Option<ResponseKind> {
+) -> Result<ResponseKind, HandlerFailed> {
     let response = match body {
         RequestKind::ApiVersions(r) => {
             ResponseKind::ApiVersions(api_versions::handle(broker, r, version))
         }
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::Metadata(r) => {
+            // Auto-creating a topic creates directories and files: on the I/O pool.
+            let b = Arc::clone(broker);
+            ResponseKind::Metadata(
+                broker
+                    .budgets
+                    .io(move || metadata::handle(&b, r, version))
+                    .await?,
+            )
+        }
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
+            // Reads index entries and, by timestamp, one batch: on the I/O pool.
+            let b = Arc::clone(broker);
+            ResponseKind::ListOffsets(
+                broker
+                    .budgets
+                    .io(move || list_offsets::handle(&b, r, version))
+                    .await?,
+            )
         }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await)
@@ -158,9 +233,14 @@ async fn handle(
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(delete_groups::handle(broker, r, version).await)
         }
-        other => unreachable!("the codec only decodes advertised APIs, got {other:?}"),
+        // The codec decodes only advertised APIs: this is a missing handler.
+        _ => {
+            return Err(HandlerFailed(format!(
+                "no handler for a decoded v{version} request"
+            )))
+        }
     };
-    Some(response)
+    Ok(response)
 }
 
 pub(crate) fn code(error: ResponseError) -> i16 {
