@@ -190,3 +190,37 @@ def test_admin_create_validate_only_bad_configs_and_delete(broker):
     with pytest.raises(KafkaException) as e:
         admin.delete_topics(["orders.tmp"])["orders.tmp"].result(30)
     assert e.value.args[0].code() == 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_offsets_for_times_finds_the_record_inside_its_batch(broker):
+    """Two records in one batch, far apart in time: the lookup answers the record."""
+    topic = "customers.straddle"
+    create_topic(broker.bootstrap, topic, 1)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 200})
+    delivered = []
+    for ts in (1234, 999_999_999_999):
+        p.produce(topic, value=b"x", timestamp=ts,
+                  on_delivery=lambda err, msg: delivered.append((err, msg.offset())))
+    p.flush(10)
+    assert [d[0] for d in delivered] == [None, None], delivered
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "straddle"})
+    (found,) = c.offsets_for_times([TopicPartition(topic, 0, 999_999_999_999)], timeout=10)
+    assert found.offset == 1
+    (first,) = c.offsets_for_times([TopicPartition(topic, 0, 1000)], timeout=10)
+    assert first.offset == 0
+    c.close()
+
+
+def test_clients_cannot_produce_to_internal_topics(broker):
+    # A group commit creates __consumer_offsets; then try to write it directly.
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "internal-check"})
+    create_topic(broker.bootstrap, "customers.internal", 1)
+    c.commit(offsets=[TopicPartition("customers.internal", 0, 1)], asynchronous=False)
+    c.close()
+    p = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 5000})
+    errors = []
+    p.produce("__consumer_offsets", key=b"k", value=b"v", partition=0,
+              on_delivery=lambda err, msg: errors.append(err))
+    p.flush(10)
+    assert errors and errors[0] is not None, errors
+    assert errors[0].code() == KafkaError.TOPIC_EXCEPTION, errors[0]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sluice_replication::{CommitSignal, Flusher};
+use sluice_replication::{CommitSignal, Commits, Flusher, HighWatermarkSource, ReplicaContext};
 
 use crate::budget::Budgets;
 use crate::cluster::{Cluster, TopicError};
@@ -21,6 +21,7 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub cluster: Arc<Cluster>,
     pub flusher: Arc<Flusher>,
+    pub commits: Arc<Commits>,
     pub groups: Arc<Coordinator>,
     /// Bounds on request and response bytes, disk work and connections.
     pub budgets: Budgets,
@@ -30,13 +31,21 @@ impl Broker {
     /// Opens the data directory and recovers every partition.
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>, TopicError> {
         let flusher = Flusher::start();
-        let cluster = Cluster::open(config.clone(), Arc::clone(&flusher))?;
+        let commits = Commits::new();
+        // One node: what a replica flushed is what a majority holds.
+        let context = ReplicaContext {
+            flusher: Arc::clone(&flusher),
+            commits: Arc::clone(&commits),
+            high_watermark: HighWatermarkSource::LocalFlush,
+        };
+        let cluster = Cluster::open(config.clone(), context)?;
         let groups = Coordinator::open(Arc::clone(&cluster), wall_clock_ms())?;
         Ok(Arc::new(Broker {
             budgets: Budgets::new(&config),
             config,
             cluster,
             flusher,
+            commits,
             groups,
         }))
     }
@@ -51,7 +60,7 @@ impl Broker {
     }
 
     pub fn commit_signal(&self) -> CommitSignal {
-        self.flusher.commit_signal()
+        self.commits.subscribe()
     }
 
     /// Makes everything durable and stops the flusher.

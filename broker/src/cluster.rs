@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use sluice_replication::{Flusher, Replica, ReplicaError};
+use sluice_replication::{Replica, ReplicaContext, ReplicaError};
 use sluice_storage::{CompactionConfig, LogConfig};
 use thiserror::Error;
 use tracing::{error, info, warn};
@@ -82,7 +82,7 @@ struct ProducerIds {
 #[derive(Debug)]
 pub struct Cluster {
     config: BrokerConfig,
-    flusher: Arc<Flusher>,
+    replicas: ReplicaContext,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serializes changes to the topic set and their persistence.
     changes: Mutex<()>,
@@ -129,7 +129,7 @@ fn collision_key(name: &str) -> String {
 
 impl Cluster {
     /// Loads the persisted topics and opens (recovers) every partition log.
-    pub fn open(config: BrokerConfig, flusher: Arc<Flusher>) -> Result<Arc<Self>, TopicError> {
+    pub fn open(config: BrokerConfig, replicas: ReplicaContext) -> Result<Arc<Self>, TopicError> {
         let meta_dir = config.data_dir.join("meta");
         std::fs::create_dir_all(&meta_dir)
             .map_err(|e| TopicError::Storage(format!("create {}: {e}", meta_dir.display())))?;
@@ -138,7 +138,7 @@ impl Cluster {
             .map_or(0, |p| p.next_block_start);
         let cluster = Arc::new(Cluster {
             config,
-            flusher,
+            replicas,
             topics: RwLock::new(BTreeMap::new()),
             changes: Mutex::new(()),
             producer_ids: Mutex::new(ProducerIds {
@@ -197,7 +197,7 @@ impl Cluster {
                     format!("{name}-{p}"),
                     self.partition_dir(name, p),
                     log_config,
-                    Arc::clone(&self.flusher),
+                    self.replicas.clone(),
                 )
             })
             .collect();

@@ -1,21 +1,59 @@
 //! One replica of one partition: its log, high watermark and commit notifications.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use sluice_protocol::batch::BatchView;
 use sluice_storage::{
     last_seq, BatchMeta, CompactionConfig, CompactionStats, LeaderEpoch, Log, LogConfig, Offset,
-    PartitionLog, ProducerStates, RetentionOutcome, SequenceCheck, StorageError,
+    PartitionLog, ProducerStates, RetentionOutcome, SequenceCheck, StorageError, SyncTarget,
 };
 use tokio::sync::watch;
 use tracing::{error, warn};
 
-use crate::flusher::Flusher;
+use crate::flusher::{FlushRequest, Flusher};
 use crate::ReplicaError;
+
+/// Bumped whenever some partition's high watermark advances; fetches that wait for
+/// data (`max_wait_ms`) watch it.
+pub type CommitSignal = watch::Receiver<u64>;
+
+/// The broker-wide "a high watermark moved" signal.
+#[derive(Debug)]
+pub struct Commits(watch::Sender<u64>);
+
+impl Commits {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Commits(watch::channel(0).0))
+    }
+    pub fn subscribe(&self) -> CommitSignal {
+        self.0.subscribe()
+    }
+    fn notify(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Who moves a replica's high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HighWatermarkSource {
+    /// A single node: what this replica has flushed is committed.
+    LocalFlush,
+    /// The partition's owner (the Raft state machine's apply, with the commit
+    /// index) calls [`Replica::advance_high_watermark`].
+    Owner,
+}
+
+/// What a replica needs from the broker around it.
+#[derive(Debug, Clone)]
+pub struct ReplicaContext {
+    pub flusher: Arc<Flusher>,
+    pub commits: Arc<Commits>,
+    pub high_watermark: HighWatermarkSource,
+}
 
 /// A partition's log and the producer state derived from it, changed together.
 #[derive(Debug)]
@@ -72,7 +110,7 @@ pub struct FetchData {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Commit {
+struct CommitState {
     high_watermark: Offset,
     failed: bool,
 }
@@ -88,10 +126,11 @@ pub struct Replica {
     epoch: LeaderEpoch,
     log_start: AtomicI64,
     log_end: AtomicI64,
-    commit: watch::Sender<Commit>,
+    commit: watch::Sender<CommitState>,
+    /// One past the last offset known durable on this replica's disk.
+    flushed_end: AtomicI64,
     failure: Mutex<Option<String>>,
-    flusher: Arc<Flusher>,
-    pub(crate) dirty: AtomicBool,
+    context: ReplicaContext,
     /// (end of the compacted range, when) of the last compaction.
     last_compaction: Mutex<Option<(Offset, i64)>>,
 }
@@ -101,7 +140,12 @@ impl Replica {
     /// single node, what survived on disk is what a majority holds. A log that cannot
     /// be opened or recovered gives an offline replica that names the reason (the
     /// file and byte position), so one damaged partition never stops start-up.
-    pub fn open(name: String, dir: PathBuf, config: LogConfig, flusher: Arc<Flusher>) -> Arc<Self> {
+    pub fn open(
+        name: String,
+        dir: PathBuf,
+        config: LogConfig,
+        context: ReplicaContext,
+    ) -> Arc<Self> {
         let opened = PartitionLog::open(dir.clone(), config).and_then(|mut log| {
             let producers = ProducerStates::rebuild(&mut log)?;
             Ok(Partition { log, producers })
@@ -116,7 +160,7 @@ impl Replica {
         let (start, end) = partition.as_ref().map_or((Offset(0), Offset(0)), |p| {
             (p.log.log_start_offset(), p.log.log_end_offset())
         });
-        let (commit, _) = watch::channel(Commit {
+        let (commit, _) = watch::channel(CommitState {
             high_watermark: end,
             failed: failure.is_some(),
         });
@@ -128,9 +172,9 @@ impl Replica {
             log: Mutex::new(partition),
             epoch: LeaderEpoch(0),
             commit,
+            flushed_end: AtomicI64::new(end.0),
             failure: Mutex::new(failure),
-            flusher,
-            dirty: AtomicBool::new(false),
+            context,
             last_compaction: Mutex::new(None),
         })
     }
@@ -196,7 +240,7 @@ impl Replica {
         now_ms: i64,
     ) -> Result<AppendInfo, ReplicaError> {
         self.check_online()?;
-        let (base, last, log_start, flush_due) = {
+        let (base, last, log_start, target, flush_due) = {
             let mut p = self.partition()?;
             let view = BatchView::parse(&batch).map_err(StorageError::from)?;
             let producer_id = view.producer_id();
@@ -242,11 +286,13 @@ impl Replica {
                         };
                         p.producers.record(producer_id, epoch, meta);
                     }
+                    let flush_due = p.log.flush_due(now_ms);
                     (
                         base,
                         last,
                         p.log.log_start_offset(),
-                        p.log.flush_due(now_ms),
+                        p.log.sync_target(),
+                        flush_due,
                     )
                 }
                 Err(e @ StorageError::Io { .. }) => {
@@ -258,13 +304,16 @@ impl Replica {
                 Err(e) => return Err(e.into()),
             }
         };
-        if flush_due {
-            // flush.messages / flush.ms: this append syncs before it returns.
-            self.flush_and_commit();
-            self.flusher.notify_commit();
-            self.check_online()?;
-        } else {
-            self.flusher.mark_dirty(self);
+        if let Some(target) = target {
+            if flush_due {
+                // flush.messages / flush.ms: this append syncs before it returns
+                // (appends run on the I/O pool, never on a network thread).
+                let result = target.files.iter().try_for_each(|f| f.sync_data());
+                self.flushed(target.end, result.map_err(Arc::new));
+                self.check_online()?;
+            } else {
+                self.submit_flush(target);
+            }
         }
         Ok(AppendInfo {
             base_offset: base,
@@ -292,31 +341,56 @@ impl Replica {
         }
     }
 
-    /// Called by the flusher: syncs what was appended and commits it.
-    pub(crate) fn flush_and_commit(&self) -> bool {
-        if self.failure.lock().is_some() {
-            return false;
-        }
-        let Some(target) = self.partition().ok().and_then(|mut p| p.sync_target()) else {
-            return false;
-        };
-        for file in &target.files {
-            if let Err(e) = file.sync_data() {
-                self.fail(format!("fdatasync failed: {e}"));
-                return false;
-            }
-        }
-        // Truncation may have rewound the log below the synced end meanwhile.
-        let end = target.end.min(self.log_end_offset());
-        let mut advanced = false;
-        self.commit.send_if_modified(|c| {
-            if end > c.high_watermark {
-                c.high_watermark = end;
-                advanced = true;
-            }
-            advanced
+    /// Hands what the last append wrote to the flusher; [`Replica::flushed`] runs
+    /// once it is durable.
+    fn submit_flush(self: &Arc<Self>, target: SyncTarget) {
+        let replica: Weak<Replica> = Arc::downgrade(self);
+        let end = target.end;
+        self.context.flusher.submit(FlushRequest {
+            files: target.files,
+            done: Box::new(move |result| {
+                if let Some(replica) = replica.upgrade() {
+                    replica.flushed(end, result);
+                }
+            }),
         });
-        advanced
+    }
+
+    /// Everything below `end` is durable (or the sync failed: the partition goes
+    /// offline loudly, nothing is retried). On a single node that is the commit.
+    fn flushed(&self, end: Offset, result: Result<(), Arc<std::io::Error>>) {
+        if let Err(e) = result {
+            self.fail(format!("fdatasync failed: {e}"));
+            return;
+        }
+        self.flushed_end.fetch_max(end.0, Ordering::AcqRel);
+        if self.context.high_watermark == HighWatermarkSource::LocalFlush {
+            self.advance_high_watermark(end);
+        }
+    }
+
+    /// One past the last offset durable on this replica's disk.
+    pub fn flushed_end(&self) -> Offset {
+        Offset(self.flushed_end.load(Ordering::Acquire))
+    }
+
+    /// Moves the high watermark up to `to` (never back, never past the log end:
+    /// a truncation may have rewound the log meanwhile) and wakes waiters.
+    pub fn advance_high_watermark(&self, to: Offset) {
+        if self.failure.lock().is_some() {
+            return;
+        }
+        let to = to.min(self.log_end_offset());
+        let advanced = self.commit.send_if_modified(|c| {
+            let moved = to > c.high_watermark;
+            if moved {
+                c.high_watermark = to;
+            }
+            moved
+        });
+        if advanced {
+            self.context.commits.notify();
+        }
     }
 
     /// Reads whole batches from `offset`, never past the high watermark. The file

@@ -517,6 +517,7 @@ impl PartitionLog {
         let handles = seg.handles()?;
         let plan = ReadPlan {
             file: Some(handles.file_arc()),
+            segment_base: base,
             path,
             position: handles.position_for(offset),
             end_position,
@@ -893,6 +894,7 @@ impl Log for PartitionLog {
 #[derive(Debug)]
 pub struct ReadPlan {
     file: Option<Arc<File>>,
+    segment_base: Offset,
     path: PathBuf,
     position: u64,
     end_position: u64,
@@ -906,6 +908,7 @@ impl ReadPlan {
     fn empty(offset: Offset) -> Self {
         ReadPlan {
             file: None,
+            segment_base: offset,
             path: PathBuf::new(),
             position: 0,
             end_position: 0,
@@ -926,6 +929,9 @@ impl ReadPlan {
             return Ok(empty);
         };
         // Walk headers from the index floor to the first batch that holds `offset`.
+        // baseOffset is not covered by the CRC: offsets that do not go forward are
+        // damage, never served.
+        let mut prev_last = Offset(self.segment_base.0 - 1);
         let mut position = self.position;
         let first = loop {
             if position >= self.end_position {
@@ -938,7 +944,7 @@ impl ReadPlan {
             let mut at = 0usize;
             let mut found = None;
             while at + HEADER_BYTES <= chunk.len() {
-                let h = self.header(&chunk[at..], position + at as u64)?;
+                let h = self.header(&chunk[at..], position + at as u64, &mut prev_last)?;
                 if h.last_offset >= self.offset {
                     found = Some(h);
                     break;
@@ -965,8 +971,9 @@ impl ReadPlan {
         let data = self.read_at(file, start, want)?;
         let mut at = 0usize;
         let mut next = self.offset;
+        let mut prev_last = Offset(first_header.base_offset.0 - 1);
         while at + HEADER_BYTES <= data.len() {
-            let h = self.header(&data[at..], start + at as u64)?;
+            let h = self.header(&data[at..], start + at as u64, &mut prev_last)?;
             if h.last_offset >= self.upper || at + h.size > data.len() {
                 break;
             }
@@ -979,12 +986,28 @@ impl ReadPlan {
         })
     }
 
-    fn header(&self, bytes: &[u8], position: u64) -> Result<BatchHeader, StorageError> {
-        BatchHeader::parse(bytes).map_err(|e| StorageError::Corrupt {
+    /// The header at `position`, checked to follow the batch that ended at
+    /// `prev_last` (which it then becomes).
+    fn header(
+        &self,
+        bytes: &[u8],
+        position: u64,
+        prev_last: &mut Offset,
+    ) -> Result<BatchHeader, StorageError> {
+        let corrupt = |reason: String| StorageError::Corrupt {
             path: self.path.clone(),
             position,
-            reason: e.to_string(),
-        })
+            reason,
+        };
+        let h = BatchHeader::parse(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if h.base_offset <= *prev_last || h.last_offset < h.base_offset {
+            return Err(corrupt(format!(
+                "batch offsets {}..={} do not follow offset {prev_last}",
+                h.base_offset, h.last_offset
+            )));
+        }
+        *prev_last = h.last_offset;
+        Ok(h)
     }
 
     fn read_at(&self, file: &File, position: u64, len: usize) -> Result<Bytes, StorageError> {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::BrokerConfig;
-use sluice_replication::Flusher;
+use sluice_replication::{Commits, Flusher, HighWatermarkSource, ReplicaContext};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -21,7 +21,12 @@ impl Setup {
         config.group_coordinator.offsets_topic_num_partitions = 3;
         config.group_coordinator.offsets_retention_minutes = 1;
         let flusher = Flusher::start();
-        let cluster = Cluster::open(config, Arc::clone(&flusher)).expect("cluster");
+        let context = ReplicaContext {
+            flusher: Arc::clone(&flusher),
+            commits: Commits::new(),
+            high_watermark: HighWatermarkSource::LocalFlush,
+        };
+        let cluster = Cluster::open(config, context).expect("cluster");
         cluster
             .create_topic("orders", 2, 1, &BTreeMap::new())
             .expect("topic");
