@@ -152,14 +152,11 @@ pub async fn serve<S>(
                         break Close::Client;
                     }
                 }
-                read = reader.read_buf(&mut buf), if buf.len() < READ_AHEAD_MAX_BYTES => match read {
-                    Ok(0) => break Close::Eof,
-                    Ok(_) => activity.touch(),
-                    Err(e) => {
-                        debug!(peer = %peer, error = %e, "read failed");
-                        break Close::Client;
+                read = reader.read_buf(&mut buf), if buf.len() < READ_AHEAD_MAX_BYTES => {
+                    if let Some(close) = read_outcome(read, &peer, &activity) {
+                        break close;
                     }
-                },
+                }
                 () = stopped(&mut shutdown) => break Close::Shutdown,
                 _ = &mut writer_task => {
                     writer_done = true;
@@ -188,19 +185,14 @@ pub async fn serve<S>(
         }
         let idle_check = idle_max.saturating_sub(activity.idle_for());
         tokio::select! {
-            read = reader.read_buf(&mut buf) => match read {
-                Ok(0) => {
+            read = reader.read_buf(&mut buf) => {
+                if let Some(close) = read_outcome(read, &peer, &activity) {
                     if !buf.is_empty() {
                         debug!(peer = %peer, bytes = buf.len(), "connection closed mid-frame");
                     }
-                    break Close::Eof;
+                    break close;
                 }
-                Ok(_) => activity.touch(),
-                Err(e) => {
-                    debug!(peer = %peer, error = %e, "read failed");
-                    break Close::Client;
-                }
-            },
+            }
             () = stopped(&mut shutdown) => break Close::Shutdown,
             _ = &mut writer_task => {
                 writer_done = true;
@@ -233,6 +225,21 @@ pub async fn serve<S>(
         let _ = writer_task.await;
     }
     debug!(peer = %peer, "connection closed");
+}
+
+/// What a read from the socket means for the connection: `None` to go on.
+fn read_outcome(read: std::io::Result<usize>, peer: &str, activity: &Activity) -> Option<Close> {
+    match read {
+        Ok(0) => Some(Close::Eof),
+        Ok(_) => {
+            activity.touch();
+            None
+        }
+        Err(e) => {
+            debug!(peer = %peer, error = %e, "read failed");
+            Some(Close::Client)
+        }
+    }
 }
 
 /// Completes once the broker shuts down.

@@ -160,6 +160,16 @@ pub async fn start(
     })
 }
 
+/// Runs a handler that touches the disk on the I/O pool.
+async fn on_io<T, F>(broker: &Arc<Broker>, handler: F) -> Result<T, HandlerFailed>
+where
+    F: FnOnce(&Arc<Broker>) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let b = Arc::clone(broker);
+    broker.budgets.io(move || handler(&b)).await
+}
+
 async fn handle(
     broker: &Arc<Broker>,
     body: RequestKind,
@@ -170,26 +180,14 @@ async fn handle(
         RequestKind::ApiVersions(r) => {
             ResponseKind::ApiVersions(api_versions::handle(broker, r, version))
         }
+        // Auto-creating a topic creates directories and files.
         RequestKind::Metadata(r) => {
-            // Auto-creating a topic creates directories and files: on the I/O pool.
-            let b = Arc::clone(broker);
-            ResponseKind::Metadata(
-                broker
-                    .budgets
-                    .io(move || metadata::handle(&b, r, version))
-                    .await?,
-            )
+            ResponseKind::Metadata(on_io(broker, move |b| metadata::handle(b, r, version)).await?)
         }
-        RequestKind::ListOffsets(r) => {
-            // Reads index entries and, by timestamp, one batch: on the I/O pool.
-            let b = Arc::clone(broker);
-            ResponseKind::ListOffsets(
-                broker
-                    .budgets
-                    .io(move || list_offsets::handle(&b, r, version))
-                    .await?,
-            )
-        }
+        // Reads index entries and, by timestamp, one batch.
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(
+            on_io(broker, move |b| list_offsets::handle(b, r, version)).await?,
+        ),
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await)
         }
