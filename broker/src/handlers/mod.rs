@@ -118,11 +118,15 @@ pub async fn start(
     let version = request.version;
     Ok(match request.body {
         RequestKind::Produce(r) => {
-            let b = Arc::clone(&broker);
-            let pending = broker
-                .budgets
-                .io(move || produce::append(&b, r, version))
-                .await?;
+            let pending = if produce::appends_inline(&broker, &r) {
+                produce::append(&broker, r, version)
+            } else {
+                let b = Arc::clone(&broker);
+                broker
+                    .budgets
+                    .io(move || produce::append(&b, r, version))
+                    .await?
+            };
             Started::Concurrent(Box::pin(async move {
                 Ok(produce::finish(pending).await.map(|r| Answer {
                     body: ResponseKind::Produce(r),

@@ -20,7 +20,7 @@ use tracing::debug;
 
 use super::{code, str_bytes};
 use crate::cluster::{is_internal_topic, Topic};
-use crate::topic_config::MAX_MESSAGE_BYTES;
+use crate::topic_config::{FLUSH_MESSAGES, FLUSH_MS, MAX_MESSAGE_BYTES};
 use crate::Broker;
 
 fn batch_error_code(e: &BatchError) -> ResponseError {
@@ -203,6 +203,39 @@ impl std::fmt::Debug for PendingProduce {
             .field("acks", &self.acks)
             .finish()
     }
+}
+
+/// Record bytes up to which a produce's ordered phase runs on the network thread:
+/// a `pwrite` of this much into the page cache costs less than the hand-off to
+/// the I/O pool. Larger requests, and any that compress, decode records or sync,
+/// go to the I/O pool.
+const INLINE_APPEND_BYTES_MAX: usize = 64 << 10;
+
+/// Whether the ordered phase of `request` is cheap enough for a network thread:
+/// small, and on topics that neither re-encode nor decode records nor sync per
+/// append (`flush.messages`, `flush.ms`).
+pub fn appends_inline(broker: &Broker, request: &ProduceRequest) -> bool {
+    let mut bytes = 0usize;
+    for topic_data in &request.topic_data {
+        for pd in &topic_data.partition_data {
+            bytes += pd.records.as_ref().map_or(0, |r| r.len());
+        }
+        if bytes > INLINE_APPEND_BYTES_MAX {
+            return false;
+        }
+        let Some(topic) = broker.cluster.topic(topic_data.name.0.as_str()) else {
+            continue;
+        };
+        let c = &topic.configs;
+        let d = &broker.config.log;
+        // Both default to never (i64::MAX); anything else may sync in the append.
+        let syncs = c.i64_or(FLUSH_MESSAGES, d.flush_messages) != i64::MAX
+            || c.i64_or(FLUSH_MS, d.flush_ms) != i64::MAX;
+        if c.compression_target().is_some() || c.compacts() || syncs {
+            return false;
+        }
+    }
+    true
 }
 
 /// The ordered phase: validates and appends every partition's batch now, so that
