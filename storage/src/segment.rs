@@ -70,11 +70,12 @@ pub(crate) struct Segment {
     pub summary: Summary,
     /// Entry index of the first batch (from the `.entries` sidecar).
     pub base_entry: u64,
-    /// Whether `summary.batches` counts every batch (not so for a sealed segment
-    /// opened from its index, which reads only the batches after the last entry).
-    batches_complete: bool,
     /// Wall-clock time of the first append, for `segment.ms`.
     pub first_append_ms: Option<i64>,
+    /// Marks of every batch, once known: built by a full scan and kept by appends;
+    /// a sealed segment opened from its index reads only the batches after its last
+    /// index entry, so its marks (and batch count) wait for the first lookup.
+    entry_marks: Option<EntryMarks>,
     config: IndexConfig,
     state: State,
 }
@@ -88,11 +89,20 @@ pub(crate) enum ScanEnd {
     TornTail { position: u64, reason: String },
 }
 
+/// Batches between two entry marks: a lookup of Raft entry N reads at most this
+/// many headers after the mark at or below it.
+const ENTRY_MARK_INTERVAL: u64 = 128;
+
+/// Every [`ENTRY_MARK_INTERVAL`]-th batch of a segment: (its number in the
+/// segment, its file position). The sparse index of Raft entries, kept in memory.
+type EntryMarks = Vec<(u64, u64)>;
+
 /// Walks batches, keeping a summary and (optionally) writing index entries.
 struct Tracker<'a> {
     base: Offset,
     summary: Summary,
     index: Option<&'a mut SegmentIndex>,
+    marks: Option<&'a mut EntryMarks>,
     bytes_since_index_entry: u64,
     interval_bytes: u64,
 }
@@ -114,6 +124,11 @@ impl Tracker<'_> {
                 let ts_rel = relative(self.base, s.offset_of_max_timestamp);
                 index.push(rel, s.size as u32, s.max_timestamp_ms, ts_rel);
                 self.bytes_since_index_entry = 0;
+            }
+        }
+        if let Some(marks) = self.marks.as_deref_mut() {
+            if s.batches.is_multiple_of(ENTRY_MARK_INTERVAL) {
+                marks.push((s.batches, s.size));
             }
         }
         self.bytes_since_index_entry += size as u64;
@@ -271,19 +286,21 @@ fn index_from_scratch(
     base_offset: Offset,
     config: IndexConfig,
     verify_crc: bool,
-) -> Result<(SegmentIndex, Summary, u64, ScanEnd), StorageError> {
+) -> Result<(SegmentIndex, Summary, u64, ScanEnd, EntryMarks), StorageError> {
     let len = file_len(file, path)?;
     let mut index = SegmentIndex::create(path, config.max_bytes)?;
+    let mut marks = EntryMarks::new();
     let mut tracker = Tracker {
         base: base_offset,
         summary: empty_summary(base_offset),
         index: Some(&mut index),
+        marks: Some(&mut marks),
         bytes_since_index_entry: 0,
         interval_bytes: config.interval_bytes,
     };
     let end = scan(file, path, 0, len, verify_crc, &mut tracker)?;
     let (summary, bytes_since_index_entry) = (tracker.summary, tracker.bytes_since_index_entry);
-    Ok((index, summary, bytes_since_index_entry, end))
+    Ok((index, summary, bytes_since_index_entry, end, marks))
 }
 
 impl Segment {
@@ -331,9 +348,9 @@ impl Segment {
         Segment {
             base_offset,
             base_entry,
-            batches_complete: true,
             summary,
             first_append_ms: None,
+            entry_marks: Some(EntryMarks::new()),
             config,
             state: State::Active {
                 handles: Handles {
@@ -354,10 +371,10 @@ impl Segment {
         config: IndexConfig,
     ) -> Result<(Self, ScanEnd), StorageError> {
         let file = open_rw(&path)?;
-        let (index, summary, bytes_since_index_entry, end) =
+        let (index, summary, bytes_since_index_entry, end, marks) =
             index_from_scratch(&file, &path, base_offset, config, true)?;
         let base_entry = read_base_entry(&path).unwrap_or(0);
-        let seg = Segment::active(
+        let mut seg = Segment::active(
             path,
             base_offset,
             base_entry,
@@ -367,6 +384,7 @@ impl Segment {
             index,
             bytes_since_index_entry,
         );
+        seg.entry_marks = Some(marks);
         Ok((seg, end))
     }
 
@@ -385,7 +403,7 @@ impl Segment {
             position,
             reason,
         };
-        let mut batches_complete = false;
+        let mut entry_marks = None;
         let summary = match SegmentIndex::open_sealed(&path, len)? {
             Some(index) => {
                 let (rel, position) = index.last_entry().unwrap_or((0, 0));
@@ -400,6 +418,7 @@ impl Segment {
                         batches: 0,
                     },
                     index: None,
+                    marks: None,
                     bytes_since_index_entry: 0,
                     interval_bytes: config.interval_bytes,
                 };
@@ -412,22 +431,22 @@ impl Segment {
             }
             None => {
                 info!(segment = %path.display(), "rebuilding missing or inconsistent indexes");
-                let (mut index, summary, _, end) =
+                let (mut index, summary, _, end, marks) =
                     index_from_scratch(&file, &path, base_offset, config, false)?;
                 if let ScanEnd::TornTail { position, reason } = end {
                     return Err(corrupt(position, reason));
                 }
                 index.seal()?;
-                batches_complete = true;
+                entry_marks = Some(marks);
                 summary
             }
         };
         let seg = Segment {
             base_offset,
             base_entry: read_base_entry(&path).unwrap_or(0),
-            batches_complete,
             summary,
             first_append_ms: None,
+            entry_marks,
             config,
             state: State::Sealed(None),
             path,
@@ -516,6 +535,7 @@ impl Segment {
             "append out of order in {}",
             self.path.display()
         );
+        let marks = self.entry_marks.as_mut();
         let State::Active {
             handles,
             bytes_since_index_entry,
@@ -536,6 +556,7 @@ impl Segment {
             base: self.base_offset,
             summary: self.summary,
             index: Some(&mut handles.index),
+            marks,
             bytes_since_index_entry: *bytes_since_index_entry,
             interval_bytes: self.config.interval_bytes,
         };
@@ -604,25 +625,49 @@ impl Segment {
 
     /// Batches in the segment, if known without reading it.
     pub fn batch_count(&self) -> Option<u64> {
-        self.batches_complete.then_some(self.summary.batches)
+        self.entry_marks.as_ref().map(|_| self.summary.batches)
     }
 
-    /// Counts the segment's batches by walking their headers.
+    /// Counts the segment's batches (walking their headers once if not known).
     pub fn count_batches(&mut self) -> Result<u64, StorageError> {
-        let mut n = 0;
-        self.walk(|_, _| {
+        self.build_entry_marks()?;
+        Ok(self.summary.batches)
+    }
+
+    /// Walks every header once to mark every [`ENTRY_MARK_INTERVAL`]-th batch and
+    /// count them all (a sealed segment opened from its index).
+    fn build_entry_marks(&mut self) -> Result<(), StorageError> {
+        if self.entry_marks.is_some() {
+            return Ok(());
+        }
+        let mut marks = EntryMarks::new();
+        let mut n = 0u64;
+        self.walk_from(0, |position, _| {
+            if n.is_multiple_of(ENTRY_MARK_INTERVAL) {
+                marks.push((n, position));
+            }
             n += 1;
             Ok(true)
         })?;
-        Ok(n)
+        self.summary.batches = n;
+        self.entry_marks = Some(marks);
+        Ok(())
     }
 
     /// The `n`-th batch of the segment (0-based): its position and header, and its
-    /// leader epoch (the Raft term).
+    /// leader epoch (the Raft term). Reads at most [`ENTRY_MARK_INTERVAL`] headers
+    /// from the mark at or below `n`.
     pub fn nth_batch(&mut self, n: u64) -> Result<Option<(u64, BatchHeader, i32)>, StorageError> {
-        let mut seen = 0u64;
+        self.build_entry_marks()?;
+        let Some((mut seen, start)) = self
+            .entry_marks
+            .as_ref()
+            .and_then(|marks| marks.iter().rev().find(|(i, _)| *i <= n).copied())
+        else {
+            return Ok(None);
+        };
         let mut found = None;
-        self.walk(|position, header| {
+        self.walk_from(start, |position, header| {
             if seen == n {
                 let epoch = i32::from_be_bytes([header[12], header[13], header[14], header[15]]);
                 found = BatchHeader::parse(header)
@@ -636,15 +681,17 @@ impl Segment {
         Ok(found)
     }
 
-    /// Calls `f(position, header bytes)` for each batch until it returns false.
-    fn walk(
+    /// Calls `f(position, header bytes)` for each batch from the batch boundary
+    /// `start` until it returns false.
+    fn walk_from(
         &mut self,
+        start: u64,
         mut f: impl FnMut(u64, &[u8]) -> Result<bool, StorageError>,
     ) -> Result<(), StorageError> {
         let size = self.summary.size;
         let path = self.path.clone();
         let h = self.handles()?;
-        let mut position = 0u64;
+        let mut position = start;
         let mut header = [0u8; HEADER_BYTES];
         while position + HEADER_BYTES as u64 <= size {
             read_exact_at(h.file(), &path, &mut header, position)?;

@@ -495,3 +495,48 @@ fn a_segment_rolls_before_an_offset_its_index_cannot_express() {
         base
     );
 }
+
+#[test]
+fn entries_are_located_through_sparse_marks_in_large_segments() {
+    // Segments of about a thousand small batches: lookups start from a mark, in
+    // the active segment, in sealed ones, and in sealed ones opened from their
+    // index after a restart (marks built on first lookup).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        segment_bytes: 100_000,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(dir.path(), config).expect("open");
+    let offsets: Vec<_> = (0..3000).map(|i| append(&mut log, i, 1, 5)).collect();
+    assert!(log.segment_count() >= 3);
+    let check = |log: &mut PartitionLog| {
+        for (i, (base, last)) in offsets.iter().enumerate().step_by(7) {
+            let e = log
+                .locate_entry(i as u64)
+                .expect("locate")
+                .expect("present");
+            assert_eq!((e.base_offset, e.last_offset), (*base, *last), "entry {i}");
+        }
+        let last = offsets.len() as u64 - 1;
+        let e = log.locate_entry(last).expect("locate").expect("present");
+        assert_eq!(e.base_offset, offsets[last as usize].0);
+    };
+    check(&mut log);
+    log.sync_all().expect("sync");
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config).expect("reopen");
+    check(&mut log);
+    // Truncation keeps the marks right.
+    log.truncate_to(offsets[2500].0).expect("truncate");
+    let e = log.locate_entry(2499).expect("locate").expect("present");
+    assert_eq!(e.base_offset, offsets[2499].0);
+    assert_eq!(log.locate_entry(2500).expect("locate"), None);
+    let (base, _) = append(&mut log, 9, 1, 5);
+    assert_eq!(
+        log.locate_entry(2500)
+            .expect("locate")
+            .expect("new")
+            .base_offset,
+        base
+    );
+}
