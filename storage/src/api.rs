@@ -23,6 +23,10 @@ use crate::{ReadResult, RetentionOutcome, StorageError};
 ///   above its commit point, where the log is dense); the next append gets `next`.
 /// - `advance_log_start(offset)` makes offsets below `offset` unreadable; it never
 ///   moves the start backwards nor past the log end.
+/// - Entries: every stored batch is one Raft entry, numbered densely from
+///   `first_entry` (retention removes whole segments from the head, truncation
+///   cuts the tail, compaction keeps emptied batches in place); `entry_at(i)` is
+///   the i-th batch.
 /// - `offset_for_timestamp(ts)` is the first record at or above the log start
 ///   whose timestamp is >= `ts`: its offset and timestamp (a batch that cannot be
 ///   decoded answers its base offset, clamped to the log start, and max timestamp).
@@ -48,4 +52,41 @@ pub trait Log {
     ) -> Result<Option<(Offset, i64)>, StorageError>;
     fn truncate_to(&mut self, next: Offset) -> Result<(), StorageError>;
     fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError>;
+
+    /// Entry index (the batch's sequence number) of the first stored batch: Raft's
+    /// first log index.
+    fn first_entry(&self) -> u64;
+    /// Entry index the next appended batch gets: Raft's last log index + 1.
+    fn next_entry(&self) -> u64;
+    /// Entry `index`: its (base offset, last offset, term), the term being the
+    /// batch's partitionLeaderEpoch; `None` outside `[first_entry, next_entry)`.
+    fn entry_at(
+        &mut self,
+        index: u64,
+    ) -> Result<Option<(Offset, Offset, LeaderEpoch)>, StorageError>;
+
+    /// Removes every entry after `last_kept` (every stored entry for `None`), as
+    /// Raft's `truncate_after` asks; the next append is entry `last_kept + 1` at the
+    /// offset that entry had.
+    fn truncate_after_entry(&mut self, last_kept: Option<u64>) -> Result<(), StorageError> {
+        let first_gone = last_kept
+            .map_or(self.first_entry(), |k| k + 1)
+            .max(self.first_entry());
+        if first_gone >= self.next_entry() {
+            return Ok(());
+        }
+        match self.entry_at(first_gone)? {
+            // The log start inside the first entry (a DeleteRecords cut) cannot be
+            // rewound below: that entry cannot be truncated.
+            Some((base, _, _)) if base < self.log_start_offset() => {
+                Err(StorageError::OffsetOutOfRange {
+                    requested: base,
+                    log_start: self.log_start_offset(),
+                    log_end: self.log_end_offset(),
+                })
+            }
+            Some((base, _, _)) => self.truncate_to(base),
+            None => Ok(()),
+        }
+    }
 }

@@ -857,6 +857,23 @@ impl Log for PartitionLog {
         Ok(())
     }
 
+    fn first_entry(&self) -> u64 {
+        self.first_entry_index()
+    }
+
+    fn next_entry(&self) -> u64 {
+        self.next_entry_index()
+    }
+
+    fn entry_at(
+        &mut self,
+        index: u64,
+    ) -> Result<Option<(Offset, Offset, LeaderEpoch)>, StorageError> {
+        Ok(self
+            .locate_entry(index)?
+            .map(|e| (e.base_offset, e.last_offset, e.term)))
+    }
+
     /// Advances the log start to `offset` (retention, DeleteRecords) and deletes the
     /// segments that lie wholly below it. The new start is persisted first.
     fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError> {

@@ -247,6 +247,21 @@ impl Log for MemoryLog {
         Ok(())
     }
 
+    fn first_entry(&self) -> u64 {
+        self.first_entry_index()
+    }
+
+    fn next_entry(&self) -> u64 {
+        self.next_entry_index()
+    }
+
+    fn entry_at(
+        &mut self,
+        index: u64,
+    ) -> Result<Option<(Offset, Offset, LeaderEpoch)>, StorageError> {
+        Ok(self.entry(index))
+    }
+
     fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError> {
         let offset = offset.min(self.log_end);
         if offset > self.log_start {

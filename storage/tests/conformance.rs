@@ -171,6 +171,43 @@ fn record_timestamps(log: &mut dyn Log) {
     );
 }
 
+/// Entries are the batches, numbered densely; their term is the epoch they were
+/// appended with; Raft's truncate_after rewinds entries and offsets together.
+fn entries(log: &mut dyn Log) {
+    let first = log.first_entry();
+    let mut appended = Vec::new();
+    for term in [1, 1, 2, 3, 3, 3, 4, 4] {
+        let mut b = batch(1 + appended.len() % 3, 10, 1);
+        let (base, last) = log.append(&mut b, LeaderEpoch(term), 10).expect("append");
+        appended.push((base, last, LeaderEpoch(term)));
+    }
+    assert_eq!(log.next_entry(), first + 8);
+    for (i, e) in appended.iter().enumerate() {
+        assert_eq!(log.entry_at(first + i as u64).expect("entry"), Some(*e));
+    }
+    assert_eq!(log.entry_at(first + 8).expect("entry"), None);
+    log.truncate_after_entry(Some(first + 4)).expect("truncate");
+    assert_eq!(log.next_entry(), first + 5);
+    assert_eq!(
+        log.log_end_offset(),
+        appended[5].0,
+        "offsets rewind with entries"
+    );
+    let mut b = batch(2, 10, 9);
+    let (base, _) = log.append(&mut b, LeaderEpoch(5), 10).expect("append");
+    assert_eq!(base, appended[5].0);
+    assert_eq!(
+        log.entry_at(first + 5).expect("entry").map(|e| e.2),
+        Some(LeaderEpoch(5))
+    );
+    log.truncate_after_entry(Some(first + 99))
+        .expect("nothing to cut");
+    assert_eq!(log.next_entry(), first + 6);
+    log.truncate_after_entry(None).expect("truncate all");
+    assert_eq!(log.next_entry(), log.first_entry());
+    assert_eq!(log.log_end_offset(), appended[0].0);
+}
+
 /// A named check that any [`Log`] must pass.
 type Check = (&'static str, fn(&mut dyn Log));
 
@@ -181,6 +218,7 @@ const CHECKS: &[Check] = &[
     ("log_start", log_start),
     ("timestamps", timestamps),
     ("record_timestamps", record_timestamps),
+    ("entries", entries),
 ];
 
 #[test]
