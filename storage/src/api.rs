@@ -24,7 +24,7 @@ use crate::{ReadResult, RetentionOutcome, StorageError};
 /// - `advance_log_start(offset)` makes offsets below `offset` unreadable; it never
 ///   moves the start backwards nor past the log end.
 /// - Entries: every stored batch is one Raft entry, numbered densely from
-///   `first_entry` (retention removes whole segments from the head, truncation
+///   `first_entry_index` (retention removes whole segments from the head, truncation
 ///   cuts the tail, compaction keeps emptied batches in place); `entry_at(i)` is
 ///   the i-th batch.
 /// - `offset_for_timestamp(ts)` is the first record at or above the log start
@@ -55,11 +55,11 @@ pub trait Log {
 
     /// Entry index (the batch's sequence number) of the first stored batch: Raft's
     /// first log index.
-    fn first_entry(&self) -> u64;
+    fn first_entry_index(&self) -> u64;
     /// Entry index the next appended batch gets: Raft's last log index + 1.
-    fn next_entry(&self) -> u64;
+    fn next_entry_index(&self) -> u64;
     /// Entry `index`: its (base offset, last offset, term), the term being the
-    /// batch's partitionLeaderEpoch; `None` outside `[first_entry, next_entry)`.
+    /// batch's partitionLeaderEpoch; `None` outside `[first_entry_index, next_entry_index)`.
     fn entry_at(
         &mut self,
         index: u64,
@@ -70,9 +70,9 @@ pub trait Log {
     /// offset that entry had.
     fn truncate_after_entry(&mut self, last_kept: Option<u64>) -> Result<(), StorageError> {
         let first_gone = last_kept
-            .map_or(self.first_entry(), |k| k + 1)
-            .max(self.first_entry());
-        if first_gone >= self.next_entry() {
+            .map_or(self.first_entry_index(), |k| k + 1)
+            .max(self.first_entry_index());
+        if first_gone >= self.next_entry_index() {
             return Ok(());
         }
         match self.entry_at(first_gone)? {

@@ -358,21 +358,6 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Entry index of the first batch still stored (Raft's first log index).
-    pub fn first_entry_index(&self) -> u64 {
-        self.segments
-            .values()
-            .next()
-            .expect("a log always has a segment")
-            .base_entry
-    }
-
-    /// Entry index the next appended batch gets (Raft's last log index + 1).
-    pub fn next_entry_index(&self) -> u64 {
-        let active = self.active();
-        active.base_entry + active.summary.batches
-    }
-
     /// Where entry `index` is stored: its batch's offsets, term and file position.
     /// `None` outside `[first_entry_index, next_entry_index)`.
     pub fn locate_entry(&mut self, index: u64) -> Result<Option<EntryLocation>, StorageError> {
@@ -857,12 +842,17 @@ impl Log for PartitionLog {
         Ok(())
     }
 
-    fn first_entry(&self) -> u64 {
-        self.first_entry_index()
+    fn first_entry_index(&self) -> u64 {
+        self.segments
+            .values()
+            .next()
+            .expect("a log always has a segment")
+            .base_entry
     }
 
-    fn next_entry(&self) -> u64 {
-        self.next_entry_index()
+    fn next_entry_index(&self) -> u64 {
+        let active = self.active();
+        active.base_entry + active.summary.batches
     }
 
     fn entry_at(

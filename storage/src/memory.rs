@@ -108,16 +108,6 @@ impl MemoryLog {
             .collect();
     }
 
-    /// Entry index of the first stored batch.
-    pub fn first_entry_index(&self) -> u64 {
-        self.first_entry
-    }
-
-    /// Entry index the next appended batch gets.
-    pub fn next_entry_index(&self) -> u64 {
-        self.first_entry + self.batches.len() as u64
-    }
-
     /// The batch that is entry `index`: (base offset, last offset, leader epoch).
     pub fn entry(&self, index: u64) -> Option<(Offset, Offset, LeaderEpoch)> {
         let b = self
@@ -247,12 +237,12 @@ impl Log for MemoryLog {
         Ok(())
     }
 
-    fn first_entry(&self) -> u64 {
-        self.first_entry_index()
+    fn first_entry_index(&self) -> u64 {
+        self.first_entry
     }
 
-    fn next_entry(&self) -> u64 {
-        self.next_entry_index()
+    fn next_entry_index(&self) -> u64 {
+        self.first_entry + self.batches.len() as u64
     }
 
     fn entry_at(

@@ -174,20 +174,20 @@ fn record_timestamps(log: &mut dyn Log) {
 /// Entries are the batches, numbered densely; their term is the epoch they were
 /// appended with; Raft's truncate_after rewinds entries and offsets together.
 fn entries(log: &mut dyn Log) {
-    let first = log.first_entry();
+    let first = log.first_entry_index();
     let mut appended = Vec::new();
     for term in [1, 1, 2, 3, 3, 3, 4, 4] {
         let mut b = batch(1 + appended.len() % 3, 10, 1);
         let (base, last) = log.append(&mut b, LeaderEpoch(term), 10).expect("append");
         appended.push((base, last, LeaderEpoch(term)));
     }
-    assert_eq!(log.next_entry(), first + 8);
+    assert_eq!(log.next_entry_index(), first + 8);
     for (i, e) in appended.iter().enumerate() {
         assert_eq!(log.entry_at(first + i as u64).expect("entry"), Some(*e));
     }
     assert_eq!(log.entry_at(first + 8).expect("entry"), None);
     log.truncate_after_entry(Some(first + 4)).expect("truncate");
-    assert_eq!(log.next_entry(), first + 5);
+    assert_eq!(log.next_entry_index(), first + 5);
     assert_eq!(
         log.log_end_offset(),
         appended[5].0,
@@ -202,9 +202,9 @@ fn entries(log: &mut dyn Log) {
     );
     log.truncate_after_entry(Some(first + 99))
         .expect("nothing to cut");
-    assert_eq!(log.next_entry(), first + 6);
+    assert_eq!(log.next_entry_index(), first + 6);
     log.truncate_after_entry(None).expect("truncate all");
-    assert_eq!(log.next_entry(), log.first_entry());
+    assert_eq!(log.next_entry_index(), log.first_entry_index());
     assert_eq!(log.log_end_offset(), appended[0].0);
 }
 
