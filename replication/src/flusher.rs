@@ -72,9 +72,13 @@ impl Flusher {
             sync_and_complete(vec![request]);
             return;
         }
+        // The thread waits only while the queue is empty: wake it once per cycle.
+        let was_empty = q.requests.is_empty();
         q.requests.push(request);
         drop(q);
-        self.shared.wake.notify_one();
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Finishes the cycle in progress and the queued work, then stops the thread.

@@ -129,6 +129,9 @@ pub struct Replica {
     commit: watch::Sender<CommitState>,
     /// One past the last offset known durable on this replica's disk.
     flushed_end: AtomicI64,
+    /// When the oldest append not yet durable was made (`i64::MAX`: none), for
+    /// `flush.ms`; `flush.messages` counts from `flushed_end`.
+    unflushed_since_ms: AtomicI64,
     failure: Mutex<Option<String>>,
     context: ReplicaContext,
     /// (end of the compacted range, when) of the last compaction.
@@ -173,6 +176,7 @@ impl Replica {
             epoch: LeaderEpoch(0),
             commit,
             flushed_end: AtomicI64::new(end.0),
+            unflushed_since_ms: AtomicI64::new(i64::MAX),
             failure: Mutex::new(failure),
             context,
             last_compaction: Mutex::new(None),
@@ -286,7 +290,7 @@ impl Replica {
                         };
                         p.producers.record(producer_id, epoch, meta);
                     }
-                    let flush_due = p.log.flush_due(now_ms);
+                    let flush_due = self.flush_due(last, now_ms, p.log.config());
                     (
                         base,
                         last,
@@ -364,9 +368,28 @@ impl Replica {
             return;
         }
         self.flushed_end.fetch_max(end.0, Ordering::AcqRel);
+        if end >= self.log_end_offset() {
+            self.unflushed_since_ms.store(i64::MAX, Ordering::Release);
+        }
         if self.context.high_watermark == HighWatermarkSource::LocalFlush {
             self.advance_high_watermark(end);
         }
+    }
+
+    /// `flush.messages` / `flush.ms` against what is not yet durable (a sync target
+    /// is taken per append, so the log's own counters only see that append).
+    fn flush_due(&self, last: Offset, now_ms: i64, config: &LogConfig) -> bool {
+        let since = match self.unflushed_since_ms.compare_exchange(
+            i64::MAX,
+            now_ms,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => now_ms,
+            Err(earlier) => earlier,
+        };
+        let unflushed = last.next().0 - self.flushed_end.load(Ordering::Acquire);
+        unflushed >= config.flush_messages || now_ms.saturating_sub(since) >= config.flush_ms
     }
 
     /// One past the last offset durable on this replica's disk.
