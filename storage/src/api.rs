@@ -2,7 +2,7 @@
 
 use sluice_protocol::types::{LeaderEpoch, Offset};
 
-use crate::{ReadResult, RetentionOutcome, StorageError};
+use crate::{LogStart, ReadResult, RetentionOutcome, StorageError, VoteRecord};
 
 /// A partition log: v2 record batches at dense offsets.
 ///
@@ -27,6 +27,12 @@ use crate::{ReadResult, RetentionOutcome, StorageError};
 ///   `first_entry_index` (retention removes whole segments from the head, truncation
 ///   cuts the tail, compaction keeps emptied batches in place); `entry_at(i)` is
 ///   the i-th batch.
+/// - The start: `log_start()` is persisted as (offset, first entry, term of the
+///   entry before it); `purge_entries(last, term)` makes entries up to `last`
+///   unreadable (past the log end it empties the log, whose next entry is then
+///   `last + 1`), `reset_to(start)` empties the log at `start` (a replica that
+///   installs a snapshot). Both persist the new start before deleting anything.
+/// - `save_vote` is durable when it returns; `save_committed` need not be.
 /// - `offset_for_timestamp(ts)` is the first record at or above the log start
 ///   whose timestamp is >= `ts`: its offset and timestamp (a batch that cannot be
 ///   decoded answers its base offset, clamped to the log start, and max timestamp).
@@ -64,6 +70,58 @@ pub trait Log {
         &mut self,
         index: u64,
     ) -> Result<Option<(Offset, Offset, LeaderEpoch)>, StorageError>;
+
+    /// The persisted start of the log.
+    fn log_start(&self) -> LogStart;
+    /// Moves the start forward to `start` (neither its offset nor its entry ever go
+    /// backwards; both stay within the log end), persisting it before the segments
+    /// wholly below it are deleted.
+    fn move_log_start(&mut self, start: LogStart) -> Result<RetentionOutcome, StorageError>;
+    /// Removes every entry; the log restarts empty with `start` as its start and end.
+    fn reset_to(&mut self, start: LogStart) -> Result<(), StorageError>;
+
+    /// The last vote saved.
+    fn vote(&self) -> Option<VoteRecord>;
+    /// Saves the vote durably before returning.
+    fn save_vote(&mut self, vote: &VoteRecord) -> Result<(), StorageError>;
+    /// The last commit point saved: (entry index, term).
+    fn committed(&self) -> Option<(u64, LeaderEpoch)>;
+    /// Saves the commit point (a crash may lose the latest one).
+    fn save_committed(&mut self, committed: Option<(u64, LeaderEpoch)>)
+        -> Result<(), StorageError>;
+
+    /// Purges every entry up to `last`, whose term is `term`, as Raft's `purge`
+    /// asks: the log then starts at entry `last + 1`. Past the log end the log is
+    /// emptied and its next entry is `last + 1`; entries already gone are no-ops.
+    fn purge_entries(
+        &mut self,
+        last: u64,
+        term: LeaderEpoch,
+    ) -> Result<RetentionOutcome, StorageError> {
+        let first_kept = last + 1;
+        if first_kept < self.first_entry_index() {
+            return Ok(RetentionOutcome::default());
+        }
+        let start = |offset| LogStart {
+            offset,
+            entry: first_kept,
+            prev_term: Some(term),
+        };
+        let next = self.next_entry_index();
+        if first_kept > next {
+            self.reset_to(start(self.log_end_offset()))?;
+            return Ok(RetentionOutcome::default());
+        }
+        let offset = if first_kept == next {
+            self.log_end_offset()
+        } else {
+            match self.entry_at(first_kept)? {
+                Some((base, _, _)) => base,
+                None => self.log_end_offset(),
+            }
+        };
+        self.move_log_start(start(offset))
+    }
 
     /// Removes every entry after `last_kept` (every stored entry for `None`), as
     /// Raft's `truncate_after` asks; the next append is entry `last_kept + 1` at the

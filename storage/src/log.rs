@@ -2,12 +2,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sluice_protocol::batch::{self, BatchHeader, BatchView, HEADER_BYTES};
 use sluice_protocol::types::{LeaderEpoch, Offset};
 use tracing::warn;
@@ -16,12 +15,15 @@ use crate::compaction::{
     CompactedSegments, CompactionPlan, CompactionStats, PlannedSegment, CLEANED_SUFFIX,
 };
 use crate::entries::{read_base_entry, write_base_entry};
-use crate::segment::{IndexConfig, ScanEnd, Segment, LOG_SUFFIX, RELATIVE_OFFSET_MAX};
+use crate::read::ReadPlan;
+use crate::segment::{
+    remove_segment_files, IndexConfig, ScanEnd, Segment, LOG_SUFFIX, RELATIVE_OFFSET_MAX,
+};
+use crate::state_files::{
+    read_committed, read_log_start, read_vote, sync_dir, write_committed, write_log_start,
+    write_vote, LogStart, VoteRecord,
+};
 use crate::{Log, StorageError};
-
-const LOG_START_FILE: &str = "log-start-offset";
-/// Bytes read at once while walking batch headers toward a fetch offset.
-const WALK_CHUNK_BYTES: usize = 64 << 10;
 
 /// The batch's lastOffsetDelta, once its header is known to be well formed.
 fn batch_last_offset_delta(batch: &[u8]) -> Result<i32, StorageError> {
@@ -127,7 +129,10 @@ pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
     segments: BTreeMap<Offset, Segment>,
-    log_start: Offset,
+    /// The persisted start; `start.entry` is at least the first segment's entry.
+    start: LogStart,
+    vote: Option<VoteRecord>,
+    committed: Option<(u64, LeaderEpoch)>,
     /// Files of segments sealed since the last sync target was taken.
     sealed_unsynced: Vec<Arc<File>>,
     /// Log end covered by the last sync target taken.
@@ -174,6 +179,14 @@ impl PartitionLog {
         }
         bases.sort();
         let stored_start = read_log_start(&dir)?;
+        if stored_start.is_some_and(|s| s.reset) {
+            // A reset that did not finish: the old segments go, as it asked.
+            for base in bases.drain(..) {
+                remove_segment_files(&dir.join(crate::segment::segment_file_name(base)))?;
+            }
+        }
+        let vote = read_vote(&dir)?;
+        let committed = read_committed(&dir);
 
         let mut segments = BTreeMap::new();
         let mut expected_next: Option<Offset> = None;
@@ -215,7 +228,13 @@ impl PartitionLog {
             dir,
             config,
             segments,
-            log_start: Offset(0),
+            start: LogStart {
+                offset: Offset(0),
+                entry: 0,
+                prev_term: None,
+            },
+            vote,
+            committed,
             sealed_unsynced: Vec::new(),
             sync_requested: Offset(0),
             open_sealed: VecDeque::new(),
@@ -223,27 +242,51 @@ impl PartitionLog {
             unsynced_since_ms: None,
         };
         if log.segments.is_empty() {
-            let base = stored_start.unwrap_or(Offset(0));
-            log.create_segment(base, 0)?;
+            let (base, entry) =
+                stored_start.map_or((Offset(0), 0), |s| (s.offset, s.entry.unwrap_or(0)));
+            log.create_segment(base, entry)?;
         }
         log.check_entry_indexes()?;
-        let first_base = *log.segments.keys().next().expect("a log has a segment");
+        let (first_base, first_entry) = log
+            .segments
+            .values()
+            .next()
+            .map(|s| (s.base_offset, s.base_entry))
+            .expect("a log has a segment");
         // The persisted start is written before any segment below it is deleted, so
         // it is authoritative; it may lie in a gap compaction left before the
-        // first segment.
-        log.log_start = stored_start.unwrap_or(first_base);
-        if log.log_start > log.log_end_offset() {
+        // first segment, or inside the first segment after a purge.
+        log.start = match stored_start {
+            Some(s) => LogStart {
+                offset: s.offset,
+                entry: s.entry.unwrap_or(first_entry).max(first_entry),
+                prev_term: s
+                    .prev_term
+                    .filter(|_| s.entry.is_some_and(|e| e >= first_entry)),
+            },
+            None => LogStart {
+                offset: first_base,
+                entry: first_entry,
+                prev_term: None,
+            },
+        };
+        if stored_start.is_some_and(|s| s.reset) {
+            // Finish the reset: the record loses its mark.
+            write_log_start(&log.dir, &log.start, false)?;
+        }
+        if log.start.offset > log.log_end_offset() || log.start.entry > log.next_entry_index() {
             // Only possible if data below the persisted start was lost: those offsets
             // were deleted anyway, so the log restarts empty at its start.
-            warn!(dir = %log.dir.display(), log_start = %log.log_start, log_end = %log.log_end_offset(),
+            warn!(dir = %log.dir.display(), log_start = %log.start.offset, log_end = %log.log_end_offset(),
                 "log ends below its start; restarting it empty at the start");
-            let next_entry = log.next_entry_index();
+            let next_entry = log.next_entry_index().max(log.start.entry);
+            log.start.entry = next_entry;
             let bases: Vec<Offset> = log.segments.keys().copied().collect();
             for base in bases {
                 let seg = log.segments.remove(&base).expect("listed above");
                 seg.remove()?;
             }
-            let start = log.log_start;
+            let start = log.start.offset;
             log.create_segment(start, next_entry)?;
         }
         log.sync_requested = log.log_end_offset();
@@ -361,7 +404,7 @@ impl PartitionLog {
     /// Where entry `index` is stored: its batch's offsets, term and file position.
     /// `None` outside `[first_entry_index, next_entry_index)`.
     pub fn locate_entry(&mut self, index: u64) -> Result<Option<EntryLocation>, StorageError> {
-        if index >= self.next_entry_index() {
+        if index >= self.next_entry_index() || index < self.first_entry_index() {
             return Ok(None);
         }
         let Some(base) = self
@@ -396,6 +439,15 @@ impl PartitionLog {
             return Ok(());
         }
         self.roll()
+    }
+
+    /// Seals the active segment when a new log start `offset` consumes all of it,
+    /// so that it can be deleted and the next entry starts a segment of its own.
+    fn roll_if_consumed(&mut self, offset: Offset) -> Result<(), StorageError> {
+        if offset == self.log_end_offset() && self.active().summary.size > 0 {
+            self.roll()?;
+        }
+        Ok(())
     }
 
     /// Records that a sealed segment's handles are open, closing the least recently
@@ -484,10 +536,10 @@ impl PartitionLog {
         min_one_batch: bool,
     ) -> Result<ReadPlan, StorageError> {
         let end = self.log_end_offset();
-        if offset < self.log_start || offset > end {
+        if offset < self.start.offset || offset > end {
             return Err(StorageError::OffsetOutOfRange {
                 requested: offset,
-                log_start: self.log_start,
+                log_start: self.start.offset,
                 log_end: end,
             });
         }
@@ -521,7 +573,7 @@ impl PartitionLog {
     pub fn max_timestamp(&self) -> Option<(i64, Offset)> {
         self.segments
             .values()
-            .filter(|s| s.summary.size > 0 && s.summary.next_offset > self.log_start)
+            .filter(|s| s.summary.size > 0 && s.summary.next_offset > self.start.offset)
             .map(|s| {
                 (
                     s.summary.max_timestamp_ms,
@@ -541,7 +593,7 @@ impl PartitionLog {
         retention_ms: i64,
         retention_bytes: i64,
     ) -> Result<RetentionOutcome, StorageError> {
-        let mut new_start = self.log_start;
+        let mut new_start = self.start.offset;
         let mut remaining = self.size_bytes();
         for seg in self.segments.values() {
             if seg.summary.size == 0 {
@@ -563,7 +615,7 @@ impl PartitionLog {
             remaining -= seg.summary.size;
             new_start = seg.summary.next_offset;
         }
-        if new_start <= self.log_start {
+        if new_start <= self.start.offset {
             return Ok(RetentionOutcome::default());
         }
         self.advance_log_start(new_start)
@@ -684,7 +736,7 @@ impl PartitionLog {
 
 impl Log for PartitionLog {
     fn log_start_offset(&self) -> Offset {
-        self.log_start
+        self.start.offset
     }
 
     /// The next offset to be assigned.
@@ -731,7 +783,7 @@ impl Log for PartitionLog {
             .map(|(b, _)| *b)
             .collect();
         for base in candidates {
-            let log_start = self.log_start;
+            let log_start = self.start.offset;
             let seg = self.segments.get_mut(&base).expect("listed above");
             let (path, size, sealed) = (seg.path.clone(), seg.summary.size, !seg.is_active());
             let handles = seg.handles()?;
@@ -787,9 +839,9 @@ impl Log for PartitionLog {
             return Ok(());
         }
         assert!(
-            next >= self.log_start,
+            next >= self.start.offset,
             "truncate_to({next}) below log start {}",
-            self.log_start
+            self.start.offset
         );
         // Whole segments at or after the cut go, except one that starts exactly at
         // it when it is the first: that one is emptied instead.
@@ -843,11 +895,7 @@ impl Log for PartitionLog {
     }
 
     fn first_entry_index(&self) -> u64 {
-        self.segments
-            .values()
-            .next()
-            .expect("a log always has a segment")
-            .base_entry
+        self.start.entry
     }
 
     fn next_entry_index(&self) -> u64 {
@@ -868,22 +916,52 @@ impl Log for PartitionLog {
     /// segments that lie wholly below it. The new start is persisted first.
     fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError> {
         let offset = offset.min(self.log_end_offset());
-        let mut outcome = RetentionOutcome::default();
-        if offset <= self.log_start {
-            return Ok(outcome);
+        if offset <= self.start.offset {
+            return Ok(RetentionOutcome::default());
         }
-        if offset == self.log_end_offset() && self.active().summary.size > 0 {
-            self.roll()?;
-        }
+        self.roll_if_consumed(offset)?;
+        // The first entry is the first of the first segment that stays.
+        let entry = self
+            .segments
+            .values()
+            .find(|s| s.is_active() || s.summary.next_offset > offset)
+            .map_or(self.start.entry, |s| s.base_entry)
+            .max(self.start.entry);
+        let prev_term = self.start.prev_term.filter(|_| entry == self.start.entry);
+        self.move_log_start(LogStart {
+            offset,
+            entry,
+            prev_term,
+        })
+    }
+
+    fn log_start(&self) -> LogStart {
+        self.start
+    }
+
+    fn move_log_start(&mut self, start: LogStart) -> Result<RetentionOutcome, StorageError> {
+        let start = LogStart {
+            offset: start.offset.max(self.start.offset),
+            entry: start.entry.max(self.start.entry),
+            prev_term: start.prev_term,
+        };
+        assert!(
+            start.offset <= self.log_end_offset() && start.entry <= self.next_entry_index(),
+            "log start {start:?} past the log end {} (entry {})",
+            self.log_end_offset(),
+            self.next_entry_index()
+        );
+        self.roll_if_consumed(start.offset)?;
         // The start never passes durable data: a crash must not leave a log whose
         // recovered end is below its persisted start.
         self.sync_files()?;
-        write_log_start(&self.dir, offset)?;
-        self.log_start = offset;
+        write_log_start(&self.dir, &start, false)?;
+        self.start = start;
+        let mut outcome = RetentionOutcome::default();
         let doomed: Vec<Offset> = self
             .segments
             .iter()
-            .filter(|(_, s)| s.summary.next_offset <= offset && !s.is_active())
+            .filter(|(_, s)| s.summary.next_offset <= start.offset && !s.is_active())
             .map(|(b, _)| *b)
             .collect();
         for base in doomed {
@@ -895,141 +973,48 @@ impl Log for PartitionLog {
         }
         Ok(outcome)
     }
-}
 
-/// A read planned under the log's lock and executed without it.
-#[derive(Debug)]
-pub struct ReadPlan {
-    file: Option<Arc<File>>,
-    segment_base: Offset,
-    path: PathBuf,
-    position: u64,
-    end_position: u64,
-    offset: Offset,
-    max_bytes: usize,
-    upper: Offset,
-    min_one_batch: bool,
-}
-
-impl ReadPlan {
-    fn empty(offset: Offset) -> Self {
-        ReadPlan {
-            file: None,
-            segment_base: offset,
-            path: PathBuf::new(),
-            position: 0,
-            end_position: 0,
-            offset,
-            max_bytes: 0,
-            upper: offset,
-            min_one_batch: false,
+    /// Removes every entry and restarts the log empty at `start`. The new start is
+    /// persisted, marked as a reset, before any segment goes, so a crash part way
+    /// finishes the reset on the next open.
+    fn reset_to(&mut self, start: LogStart) -> Result<(), StorageError> {
+        write_log_start(&self.dir, &start, true)?;
+        let bases: Vec<Offset> = self.segments.keys().copied().collect();
+        for base in bases {
+            let seg = self.segments.remove(&base).expect("listed above");
+            seg.remove()?;
         }
+        self.open_sealed.clear();
+        self.sealed_unsynced.clear();
+        self.unsynced_records = 0;
+        self.unsynced_since_ms = None;
+        self.start = start;
+        self.create_segment(start.offset, start.entry)?;
+        self.sync_requested = start.offset;
+        write_log_start(&self.dir, &start, false)
     }
 
-    /// Reads the planned batches with at most a few `pread`s.
-    pub fn execute(self) -> Result<ReadResult, StorageError> {
-        let empty = ReadResult {
-            records: Bytes::new(),
-            next_offset: self.offset,
-        };
-        let Some(file) = self.file.as_deref() else {
-            return Ok(empty);
-        };
-        // Walk headers from the index floor to the first batch that holds `offset`.
-        // baseOffset is not covered by the CRC: offsets that do not go forward are
-        // damage, never served.
-        let mut prev_last = Offset(self.segment_base.0 - 1);
-        let mut position = self.position;
-        let first = loop {
-            if position >= self.end_position {
-                return Ok(empty);
-            }
-            let want = (self.end_position - position).min(WALK_CHUNK_BYTES as u64) as usize;
-            let chunk = self.read_at(file, position, want)?;
-            // `at` may step past the chunk: a batch larger than what is left of it
-            // is skipped by its header's size, and the next chunk starts after it.
-            let mut at = 0usize;
-            let mut found = None;
-            while at + HEADER_BYTES <= chunk.len() {
-                let h = self.header(&chunk[at..], position + at as u64, &mut prev_last)?;
-                if h.last_offset >= self.offset {
-                    found = Some(h);
-                    break;
-                }
-                at += h.size;
-            }
-            if let Some(h) = found {
-                break (position + at as u64, h);
-            }
-            if at == 0 {
-                return Ok(empty); // a torn header beyond the plan's end
-            }
-            position += at as u64;
-        };
-        let (start, first_header) = first;
-        if first_header.base_offset >= self.upper || first_header.last_offset >= self.upper {
-            return Ok(empty);
-        }
-        let available = (self.end_position - start) as usize;
-        let mut want = self.max_bytes.min(available);
-        if self.min_one_batch && want < first_header.size {
-            want = first_header.size.min(available);
-        }
-        let data = self.read_at(file, start, want)?;
-        let mut at = 0usize;
-        let mut next = self.offset;
-        let mut prev_last = Offset(first_header.base_offset.0 - 1);
-        while at + HEADER_BYTES <= data.len() {
-            let h = self.header(&data[at..], start + at as u64, &mut prev_last)?;
-            if h.last_offset >= self.upper || at + h.size > data.len() {
-                break;
-            }
-            at += h.size;
-            next = h.last_offset.next();
-        }
-        Ok(ReadResult {
-            records: data.slice(..at),
-            next_offset: next,
-        })
+    fn vote(&self) -> Option<VoteRecord> {
+        self.vote
     }
 
-    /// The header at `position`, checked to follow the batch that ended at
-    /// `prev_last` (which it then becomes).
-    fn header(
-        &self,
-        bytes: &[u8],
-        position: u64,
-        prev_last: &mut Offset,
-    ) -> Result<BatchHeader, StorageError> {
-        let corrupt = |reason: String| StorageError::Corrupt {
-            path: self.path.clone(),
-            position,
-            reason,
-        };
-        let h = BatchHeader::parse(bytes).map_err(|e| corrupt(e.to_string()))?;
-        if h.base_offset <= *prev_last || h.last_offset < h.base_offset {
-            return Err(corrupt(format!(
-                "batch offsets {}..={} do not follow offset {prev_last}",
-                h.base_offset, h.last_offset
-            )));
-        }
-        *prev_last = h.last_offset;
-        Ok(h)
+    fn save_vote(&mut self, vote: &VoteRecord) -> Result<(), StorageError> {
+        write_vote(&self.dir, vote)?;
+        self.vote = Some(*vote);
+        Ok(())
     }
 
-    fn read_at(&self, file: &File, position: u64, len: usize) -> Result<Bytes, StorageError> {
-        let mut buf = BytesMut::zeroed(len);
-        let mut filled = 0;
-        while filled < len {
-            match file.read_at(&mut buf[filled..], position + filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(StorageError::io("read segment", &self.path, e)),
-            }
-        }
-        buf.truncate(filled);
-        Ok(buf.freeze())
+    fn committed(&self) -> Option<(u64, LeaderEpoch)> {
+        self.committed
+    }
+
+    fn save_committed(
+        &mut self,
+        committed: Option<(u64, LeaderEpoch)>,
+    ) -> Result<(), StorageError> {
+        write_committed(&self.dir, committed)?;
+        self.committed = committed;
+        Ok(())
     }
 }
 
@@ -1084,38 +1069,4 @@ fn has_valid_batch_after(path: &Path, position: u64) -> Result<bool, StorageErro
     let mut buf = vec![0u8; next_size];
     read(&mut buf, next)?;
     Ok(BatchView::parse(&buf).is_ok_and(|b| b.verify_crc().is_ok()))
-}
-
-fn read_log_start(dir: &Path) -> Result<Option<Offset>, StorageError> {
-    let path = dir.join(LOG_START_FILE);
-    match fs::read_to_string(&path) {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .map(|v| Some(Offset(v)))
-            .map_err(|_| StorageError::Corrupt {
-                path,
-                position: 0,
-                reason: format!("log start offset {:?} is not a number", s.trim()),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StorageError::io("read", path, e)),
-    }
-}
-
-fn write_log_start(dir: &Path, offset: Offset) -> Result<(), StorageError> {
-    let path = dir.join(LOG_START_FILE);
-    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
-    let mut f = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
-    writeln!(f, "{}", offset.0).map_err(|e| StorageError::io("write", &tmp, e))?;
-    f.sync_all()
-        .map_err(|e| StorageError::io("sync", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::io("sync dir", dir, e))
 }

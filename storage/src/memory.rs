@@ -8,7 +8,7 @@ use sluice_protocol::batch::{self, BatchView};
 use sluice_protocol::records::{empty_batch, parse_records, rebuild_batch, records_data};
 use sluice_protocol::types::{LeaderEpoch, Offset};
 
-use crate::{Log, ReadResult, RetentionOutcome, StorageError};
+use crate::{Log, LogStart, ReadResult, RetentionOutcome, StorageError, VoteRecord};
 
 #[derive(Debug, Clone)]
 struct Stored {
@@ -26,6 +26,10 @@ pub struct MemoryLog {
     log_end: Offset,
     /// Entry index (batch sequence number) of `batches[0]`.
     first_entry: u64,
+    /// Term of entry `first_entry - 1`, once it was purged.
+    prev_term: Option<LeaderEpoch>,
+    vote: Option<VoteRecord>,
+    committed: Option<(u64, LeaderEpoch)>,
 }
 
 impl MemoryLog {
@@ -253,13 +257,70 @@ impl Log for MemoryLog {
     }
 
     fn advance_log_start(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError> {
-        let offset = offset.min(self.log_end);
-        if offset > self.log_start {
-            self.log_start = offset;
-            let before = self.batches.len();
-            self.batches.retain(|b| b.last >= offset);
-            self.first_entry += (before - self.batches.len()) as u64;
+        let start = LogStart {
+            offset: offset.min(self.log_end),
+            entry: self.first_entry,
+            prev_term: self.prev_term,
+        };
+        self.move_log_start(start)
+    }
+
+    fn log_start(&self) -> LogStart {
+        LogStart {
+            offset: self.log_start,
+            entry: self.first_entry,
+            prev_term: self.prev_term,
         }
+    }
+
+    fn move_log_start(&mut self, start: LogStart) -> Result<RetentionOutcome, StorageError> {
+        let offset = start.offset.max(self.log_start);
+        let entry = start.entry.max(self.first_entry);
+        assert!(
+            offset <= self.log_end && entry <= self.next_entry_index(),
+            "log start {start:?} past the log end"
+        );
+        self.batches
+            .drain(..usize::try_from(entry - self.first_entry).expect("fits memory"));
+        self.first_entry = entry;
+        self.prev_term = start.prev_term;
+        // Batches wholly below the offset go too (DeleteRecords, retention).
+        while self.batches.first().is_some_and(|b| b.last < offset) {
+            self.batches.remove(0);
+            self.first_entry += 1;
+            self.prev_term = None;
+        }
+        self.log_start = offset;
         Ok(RetentionOutcome::default())
+    }
+
+    fn reset_to(&mut self, start: LogStart) -> Result<(), StorageError> {
+        self.batches.clear();
+        self.log_start = start.offset;
+        self.log_end = start.offset;
+        self.first_entry = start.entry;
+        self.prev_term = start.prev_term;
+        Ok(())
+    }
+
+    fn vote(&self) -> Option<VoteRecord> {
+        self.vote
+    }
+
+    fn save_vote(&mut self, vote: &VoteRecord) -> Result<(), StorageError> {
+        self.vote = Some(*vote);
+        Ok(())
+    }
+
+    fn committed(&self) -> Option<(u64, LeaderEpoch)> {
+        self.committed
+    }
+
+    fn save_committed(
+        &mut self,
+        committed: Option<(u64, LeaderEpoch)>,
+    ) -> Result<(), StorageError> {
+        self.committed = committed;
+        Ok(())
     }
 }

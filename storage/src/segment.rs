@@ -724,20 +724,25 @@ impl Segment {
 
     /// Deletes the segment's files.
     pub fn remove(self) -> Result<(), StorageError> {
-        let (index, timeindex) = index_paths(&self.path);
         let path = self.path.clone();
-        let entries = entries_path(&path);
         drop(self);
-        for p in [&path, &index, &timeindex, &entries] {
-            match std::fs::remove_file(p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(StorageError::io("delete segment", p, e))
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_segment_files(&path)
     }
+}
+
+/// Deletes the files of the segment whose log is `path` (those that exist).
+pub(crate) fn remove_segment_files(path: &Path) -> Result<(), StorageError> {
+    let (index, timeindex) = index_paths(path);
+    let entries = entries_path(path);
+    for p in [path, &index, &timeindex, &entries] {
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StorageError::io("delete segment", p, e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Borrowed or shared handles of a segment.

@@ -2,7 +2,10 @@
 //! every check crosses segment boundaries) and the in-memory reference log.
 
 use sluice_protocol::batch::{build_batch, build_timed_batch, Batches};
-use sluice_storage::{LeaderEpoch, Log, LogConfig, MemoryLog, Offset, PartitionLog, StorageError};
+use sluice_storage::{
+    LeaderEpoch, Log, LogConfig, LogStart, MemoryLog, Offset, PartitionLog, StorageError,
+    VoteRecord,
+};
 
 fn batch(records: usize, ts: i64, tag: u8) -> Vec<u8> {
     let value = [tag; 40];
@@ -208,6 +211,118 @@ fn entries(log: &mut dyn Log) {
     assert_eq!(log.log_end_offset(), appended[0].0);
 }
 
+/// Raft's purge and snapshot install: the start moves as (offset, entry, term),
+/// past the end the log empties at the next entry, and `reset_to` restarts it.
+fn purge_and_reset(log: &mut dyn Log) {
+    let first = log.first_entry_index();
+    let mut appended = Vec::new();
+    for term in [1, 1, 2, 2, 3] {
+        let mut b = batch(2, 10, 3);
+        appended.push(log.append(&mut b, LeaderEpoch(term), 10).expect("append"));
+    }
+    log.purge_entries(first + 1, LeaderEpoch(1)).expect("purge");
+    assert_eq!(log.first_entry_index(), first + 2);
+    assert_eq!(log.log_start_offset(), appended[2].0);
+    assert_eq!(
+        log.log_start().last_purged(),
+        Some((first + 1, LeaderEpoch(1)))
+    );
+    assert_eq!(log.entry_at(first + 1).expect("entry"), None);
+    assert_eq!(
+        log.entry_at(first + 2).expect("entry"),
+        Some((appended[2].0, appended[2].1, LeaderEpoch(2)))
+    );
+    assert!(matches!(
+        log.read(appended[1].0, 1000, Offset(i64::MAX), true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    log.purge_entries(first, LeaderEpoch(1))
+        .expect("an older purge is a no-op");
+    assert_eq!(log.first_entry_index(), first + 2);
+
+    log.purge_entries(first + 4, LeaderEpoch(3))
+        .expect("purge all");
+    let end = appended[4].1.next();
+    assert_eq!(
+        (log.first_entry_index(), log.next_entry_index()),
+        (first + 5, first + 5)
+    );
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (end, end));
+    let mut b = batch(1, 10, 4);
+    assert_eq!(
+        log.append(&mut b, LeaderEpoch(4), 10).expect("append").0,
+        end
+    );
+    assert_eq!(log.next_entry_index(), first + 6);
+
+    log.purge_entries(first + 20, LeaderEpoch(7))
+        .expect("purge past the end");
+    let end = end.next();
+    assert_eq!(
+        (log.first_entry_index(), log.next_entry_index()),
+        (first + 21, first + 21)
+    );
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (end, end));
+    assert_eq!(
+        log.log_start().last_purged(),
+        Some((first + 20, LeaderEpoch(7)))
+    );
+    let mut b = batch(1, 10, 5);
+    assert_eq!(
+        log.append(&mut b, LeaderEpoch(8), 10).expect("append").0,
+        end
+    );
+    assert_eq!(
+        log.entry_at(first + 21).expect("entry"),
+        Some((end, end, LeaderEpoch(8)))
+    );
+
+    let start = LogStart {
+        offset: Offset(1000),
+        entry: 500,
+        prev_term: Some(LeaderEpoch(9)),
+    };
+    log.reset_to(start).expect("reset");
+    assert_eq!(log.log_start(), start);
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (Offset(1000), Offset(1000))
+    );
+    assert_eq!(
+        (log.first_entry_index(), log.next_entry_index()),
+        (500, 500)
+    );
+    let mut b = batch(3, 10, 6);
+    assert_eq!(
+        log.append(&mut b, LeaderEpoch(9), 10).expect("append"),
+        (Offset(1000), Offset(1002))
+    );
+    assert_eq!(
+        log.entry_at(500).expect("entry"),
+        Some((Offset(1000), Offset(1002), LeaderEpoch(9)))
+    );
+    log.truncate_after_entry(Some(499))
+        .expect("truncate every entry");
+    assert_eq!(log.log_end_offset(), Offset(1000));
+    assert_eq!(log.next_entry_index(), 500);
+}
+
+/// The vote and the commit point read back as saved.
+fn vote_and_committed(log: &mut dyn Log) {
+    assert_eq!(log.vote(), None);
+    let vote = VoteRecord {
+        term: 3,
+        voted_for: Some(2),
+        committed: false,
+    };
+    log.save_vote(&vote).expect("save vote");
+    assert_eq!(log.vote(), Some(vote));
+    assert_eq!(log.committed(), None);
+    log.save_committed(Some((7, LeaderEpoch(3))))
+        .expect("save committed");
+    assert_eq!(log.committed(), Some((7, LeaderEpoch(3))));
+}
+
 /// A named check that any [`Log`] must pass.
 type Check = (&'static str, fn(&mut dyn Log));
 
@@ -219,6 +334,8 @@ const CHECKS: &[Check] = &[
     ("timestamps", timestamps),
     ("record_timestamps", record_timestamps),
     ("entries", entries),
+    ("purge_and_reset", purge_and_reset),
+    ("vote_and_committed", vote_and_committed),
 ];
 
 #[test]

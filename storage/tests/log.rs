@@ -540,3 +540,57 @@ fn entries_are_located_through_sparse_marks_in_large_segments() {
         base
     );
 }
+
+#[test]
+fn the_raft_start_and_vote_survive_a_reopen_and_a_reset_finishes_after_a_crash() {
+    use sluice_storage::{LogStart, VoteRecord};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vote = VoteRecord {
+        term: 4,
+        voted_for: Some(1),
+        committed: true,
+    };
+    let mut ends = Vec::new();
+    {
+        let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+        for i in 0..40 {
+            ends.push(append(&mut log, i, 2, 1000).1);
+        }
+        log.purge_entries(24, LeaderEpoch(0)).expect("purge");
+        log.save_vote(&vote).expect("vote");
+        log.sync_all().expect("sync");
+    }
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(
+        log.log_start(),
+        LogStart {
+            offset: ends[24].next(),
+            entry: 25,
+            prev_term: Some(LeaderEpoch(0)),
+        }
+    );
+    assert_eq!(log.first_entry_index(), 25);
+    assert_eq!(log.next_entry_index(), 40);
+    assert_eq!(log.vote(), Some(vote));
+    assert!(log.segment_count() < 40, "purged segments are deleted");
+    drop(log);
+
+    // A reset interrupted after its start record was written: the next open
+    // removes the old segments and starts empty where the reset asked.
+    std::fs::write(dir.path().join("log-start-offset"), "5000 900 7 reset\n").expect("write");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("reopen after reset");
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (Offset(5000), Offset(5000))
+    );
+    assert_eq!(
+        (log.first_entry_index(), log.next_entry_index()),
+        (900, 900)
+    );
+    assert_eq!(log.log_start().last_purged(), Some((899, LeaderEpoch(7))));
+    assert_eq!(append(&mut log, 1, 1, 1000).0, Offset(5000));
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.next_entry_index(), 901);
+    assert_eq!(log.segment_count(), 1);
+}
