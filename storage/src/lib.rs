@@ -34,7 +34,9 @@ mod state_files;
 pub use api::Log;
 pub use compaction::{CompactedSegments, CompactionConfig, CompactionPlan, CompactionStats};
 pub use error::StorageError;
-pub use log::{EntryLocation, LogConfig, PartitionLog, ReadResult, RetentionOutcome, SyncTarget};
+pub use log::{
+    EntryLocation, LogConfig, PartitionLog, ReadResult, RetentionOutcome, StoredEntry, SyncTarget,
+};
 pub use memory::MemoryLog;
 pub use producers::{
     last_seq, BatchMeta, ProducerEntry, ProducerError, ProducerStates, SequenceCheck, BATCHES_KEPT,

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -136,17 +136,27 @@ impl ReadPlan {
     }
 
     fn read_at(&self, file: &File, position: u64, len: usize) -> Result<Bytes, StorageError> {
-        let mut buf = BytesMut::zeroed(len);
-        let mut filled = 0;
-        while filled < len {
-            match file.read_at(&mut buf[filled..], position + filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(StorageError::io("read segment", &self.path, e)),
-            }
-        }
-        buf.truncate(filled);
-        Ok(buf.freeze())
+        read_fully(file, &self.path, position, len)
     }
+}
+
+/// Up to `len` bytes at `position` (fewer only at the end of the file).
+pub(crate) fn read_fully(
+    file: &File,
+    path: &Path,
+    position: u64,
+    len: usize,
+) -> Result<Bytes, StorageError> {
+    let mut buf = BytesMut::zeroed(len);
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], position + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(StorageError::io("read segment", path, e)),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf.freeze())
 }

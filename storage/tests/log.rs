@@ -594,3 +594,35 @@ fn the_raft_start_and_vote_survive_a_reopen_and_a_reset_finishes_after_a_crash()
     assert_eq!(log.next_entry_index(), 901);
     assert_eq!(log.segment_count(), 1);
 }
+
+#[test]
+fn entries_read_back_in_order_across_segments_within_a_byte_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let mut stored = Vec::new();
+    for i in 0..200u32 {
+        let mut b = batch(i, 1 + (i % 3) as usize, 1000);
+        let term = LeaderEpoch(1 + (i / 50) as i32);
+        let (base, last) = log.append(&mut b, term, 1000).expect("append");
+        stored.push((base, last, term, b));
+    }
+    assert!(log.segment_count() > 10, "the entries cross segments");
+    let all = log.read_entries(0, 1000, usize::MAX).expect("read");
+    assert_eq!(all.len(), 200);
+    for (e, (base, last, term, bytes)) in all.iter().zip(&stored) {
+        assert_eq!((e.base_offset, e.last_offset, e.term), (*base, *last, *term));
+        assert_eq!(&e.batch[..], &bytes[..], "entry {} as stored", e.index);
+    }
+    let some = log.read_entries(37, 120, 1).expect("read");
+    assert_eq!(some.len(), 1, "at least one entry, however small the bound");
+    assert_eq!(some[0].index, 37);
+    let bounded = log.read_entries(37, 120, 2000).expect("read");
+    let bytes: usize = bounded.iter().map(|e| e.batch.len()).sum();
+    assert!(bytes >= 2000 || bounded.len() == 83, "stops once the bound is reached");
+    assert!(bytes - bounded.last().expect("some").batch.len() < 2000);
+    assert!(bounded.iter().enumerate().all(|(i, e)| e.index == 37 + i as u64));
+    log.purge_entries(99, LeaderEpoch(2)).expect("purge");
+    let rest = log.read_entries(0, 1000, usize::MAX).expect("read");
+    assert_eq!(rest.first().map(|e| e.index), Some(100));
+    assert_eq!(rest.len(), 100);
+}
