@@ -484,6 +484,19 @@ pub fn build_timed_batch(records: &[(i64, KeyValue<'_>)]) -> Vec<u8> {
     out
 }
 
+/// Builds a control batch (the control attribute set) of one record whose key is
+/// Kafka's control key, version 0 and `control_type`, and whose value is `value`.
+/// Clients skip control batches; Kafka's own types are 0-6.
+pub fn build_control_batch(timestamp_ms: i64, control_type: i16, value: &[u8]) -> Vec<u8> {
+    let mut key = [0u8; 4];
+    key[2..].copy_from_slice(&control_type.to_be_bytes());
+    let mut out = build_timed_batch(&[(timestamp_ms, (Some(&key[..]), Some(value)))]);
+    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&ATTR_CONTROL.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
+    out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,6 +117,31 @@ pub fn parse_records(data: &[u8], count: i32) -> Result<Vec<RecordView<'_>>, Rec
     Ok(out)
 }
 
+/// The control type and value of a control batch's first record (its key is
+/// Kafka's control key: version, then type); `None` for a batch that is not a
+/// control batch or whose first record has no such key.
+pub fn control_record(
+    batch: &BatchView<'_>,
+    limit: usize,
+) -> Result<Option<(i16, Vec<u8>)>, RecordsError> {
+    if !batch.is_control() || batch.record_count() < 1 {
+        return Ok(None);
+    }
+    let data = records_data(batch, limit)?;
+    let records = parse_records(&data, batch.record_count())?;
+    let Some(first) = records.first() else {
+        return Ok(None);
+    };
+    let Some(key) = first.key.filter(|k| k.len() == 4) else {
+        return Ok(None);
+    };
+    let control_type = i16::from_be_bytes([key[2], key[3]]);
+    Ok(Some((
+        control_type,
+        first.value.unwrap_or_default().to_vec(),
+    )))
+}
+
 /// The decompressed records section of a batch, at most `limit` bytes.
 pub fn records_data(batch: &BatchView<'_>, limit: usize) -> Result<Vec<u8>, RecordsError> {
     let codec = batch.compression().map_err(|_| RecordsError::Malformed {
@@ -247,7 +272,22 @@ pub fn keyless_records(batch: &BatchView<'_>, limit: usize) -> Result<Vec<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{build_batch, build_timed_batch};
+    use crate::batch::{build_batch, build_control_batch, build_timed_batch};
+
+    #[test]
+    fn control_batches_carry_their_type_and_value() {
+        let bytes = build_control_batch(5, 101, b"membership");
+        let view = BatchView::parse(&bytes).expect("parse");
+        view.verify_crc().expect("crc");
+        assert!(view.is_control());
+        assert_eq!(
+            control_record(&view, 1 << 20).expect("decode"),
+            Some((101, b"membership".to_vec()))
+        );
+        let plain = build_batch(5, &[(Some(&b"abcd"[..]), None)]);
+        let view = BatchView::parse(&plain).expect("parse");
+        assert_eq!(control_record(&view, 1 << 20).expect("decode"), None);
+    }
 
     #[test]
     fn parses_records_and_rebuilds_a_subset() {

@@ -19,6 +19,7 @@
 
 mod error;
 mod flusher;
+pub mod raft;
 mod replica;
 
 pub use error::ReplicaError;

@@ -1,0 +1,369 @@
+//! openraft's state machine for a partition. The records stay in the log; what the
+//! state machine holds is where it stands: the last applied entry, the membership
+//! and the offset after the last applied entry, which is the high watermark it
+//! hands to its owner on every apply.
+//!
+//! A snapshot is that state at a point: a replica that installs one restarts its
+//! log empty right after the point (unless it already holds the point's entry).
+//! The current snapshot is kept in `raft-snapshot` beside the segments, synced,
+//! so a restarted replica knows where its log starts.
+//!
+//! `raft-snapshot`: magic `SLSS`, version `0u8`, the last log id and the
+//! membership's log id (each a flag byte, then term and index as `u64`), the
+//! membership value ([`super::codec::encode_membership`]) and the snapshot data,
+//! each behind a `u32` length, then the CRC32C of everything before it. Snapshot
+//! data: version `0u8`, then the next offset as `i64`.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Buf;
+use futures_util::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
+use parking_lot::Mutex;
+use sluice_protocol::batch::BatchView;
+use sluice_protocol::types::Offset;
+use sluice_storage::{Log, LogStart};
+
+use super::codec::{decode_membership, encode_membership, epoch_of};
+use super::log_store::SharedLog;
+use super::{log_id, AppliedBatch, PartitionRaft, RaftLogId};
+
+/// Called with the high watermark (the offset after the last applied entry).
+pub type CommitHook = Arc<dyn Fn(Offset) + Send + Sync>;
+type Membership = openraft::alias::StoredMembershipOf<PartitionRaft>;
+type Meta = openraft::alias::SnapshotMetaOf<PartitionRaft>;
+type PartitionSnapshot = Snapshot<
+    openraft::vote::leader_id_std::CommittedLeaderId<u64>,
+    u64,
+    openraft::EmptyNode,
+    Cursor<Vec<u8>>,
+>;
+
+const SNAPSHOT_FILE: &str = "raft-snapshot";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"SLSS";
+const VERSION: u8 = 0;
+/// Largest snapshot file read.
+const SNAPSHOT_BYTES_MAX: u64 = 64 << 20;
+
+#[derive(Debug, Clone)]
+struct Current {
+    meta: Meta,
+    data: Vec<u8>,
+}
+
+/// The state machine of one partition group.
+pub struct PartitionStateMachine {
+    log: SharedLog,
+    applied: Option<RaftLogId>,
+    membership: Membership,
+    next_offset: Offset,
+    current: Arc<Mutex<Option<Current>>>,
+    on_commit: Option<CommitHook>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for PartitionStateMachine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionStateMachine")
+            .field("applied", &self.applied)
+            .field("next_offset", &self.next_offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionStateMachine {
+    /// The state machine of the partition whose log is `log`, starting from its
+    /// stored snapshot if it has one.
+    pub fn open(log: SharedLog, on_commit: Option<CommitHook>) -> io::Result<Self> {
+        let path = log.lock().dir().join(SNAPSHOT_FILE);
+        let current = read_snapshot(&path)?;
+        let mut sm = PartitionStateMachine {
+            log,
+            applied: None,
+            membership: Membership::default(),
+            next_offset: Offset(0),
+            current: Arc::new(Mutex::new(None)),
+            on_commit,
+            path,
+        };
+        if let Some(c) = current {
+            sm.applied = c.meta.last_log_id;
+            sm.membership = c.meta.last_membership.clone();
+            sm.next_offset = decode_data(&c.data)?;
+            *sm.current.lock() = Some(c);
+        }
+        Ok(sm)
+    }
+
+    /// The offset after the last applied entry: the high watermark.
+    pub fn next_offset(&self) -> Offset {
+        self.next_offset
+    }
+
+    fn commit(&self) {
+        if let Some(hook) = &self.on_commit {
+            hook(self.next_offset);
+        }
+    }
+
+    /// The offsets of entry `index` as stored, when the log holds it.
+    fn stored_offsets(&self, index: u64) -> io::Result<Option<AppliedBatch>> {
+        let entry = self.log.lock().entry_at(index).map_err(io::Error::other)?;
+        Ok(entry.map(|(base, last, _)| AppliedBatch {
+            base_offset: base,
+            last_offset: last,
+        }))
+    }
+}
+
+impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotBuilder = PartitionSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<RaftLogId>, Membership), io::Error> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm:
+            Stream<Item = Result<EntryResponder<PartitionRaft>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut applied_any = false;
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            // A normal entry read back from the log carries its offsets; others are
+            // looked up (they are rare: one per election or membership change).
+            let offsets = match &entry.payload {
+                EntryPayload::Normal(batch) => {
+                    BatchView::parse(&batch.0).ok().map(|v| AppliedBatch {
+                        base_offset: v.base_offset(),
+                        last_offset: v.last_offset(),
+                    })
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    self.stored_offsets(entry.log_id.index)?
+                }
+                EntryPayload::Blank => self.stored_offsets(entry.log_id.index)?,
+            };
+            if let Some(o) = offsets {
+                self.next_offset = self.next_offset.max(o.last_offset.next());
+            }
+            self.applied = Some(entry.log_id);
+            applied_any = true;
+            if let Some(responder) = responder {
+                responder.send(offsets.unwrap_or(AppliedBatch {
+                    base_offset: self.next_offset,
+                    last_offset: Offset(self.next_offset.0 - 1),
+                }));
+            }
+        }
+        if applied_any {
+            self.commit();
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        PartitionSnapshotBuilder {
+            meta: SnapshotMeta {
+                last_log_id: self.applied,
+                last_membership: self.membership.clone(),
+            },
+            next_offset: self.next_offset,
+            current: Arc::clone(&self.current),
+            path: self.path.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Self::SnapshotData,
+    ) -> Result<(), io::Error> {
+        let data = snapshot.into_inner();
+        let next_offset = decode_data(&data)?;
+        if let Some(last) = meta.last_log_id {
+            let mut log = self.log.lock();
+            let term = epoch_of(last.leader_id.term)?;
+            let holds_point = log
+                .entry_at(last.index)
+                .map_err(io::Error::other)?
+                .is_some_and(|(_, _, t)| t == term);
+            if !holds_point {
+                log.reset_to(LogStart {
+                    offset: next_offset,
+                    entry: last.index + 1,
+                    prev_term: Some(term),
+                })
+                .map_err(io::Error::other)?;
+            }
+        }
+        let current = Current {
+            meta: meta.clone(),
+            data,
+        };
+        write_snapshot(&self.path, &current)?;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.next_offset = next_offset;
+        *self.current.lock() = Some(current);
+        self.commit();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<PartitionSnapshot>, io::Error> {
+        Ok(self.current.lock().clone().map(|c| Snapshot {
+            meta: c.meta,
+            snapshot: Cursor::new(c.data),
+        }))
+    }
+}
+
+/// Builds the snapshot of the state taken when it was created.
+#[derive(Debug)]
+pub struct PartitionSnapshotBuilder {
+    meta: Meta,
+    next_offset: Offset,
+    current: Arc<Mutex<Option<Current>>>,
+    path: PathBuf,
+}
+
+impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<PartitionSnapshot, io::Error> {
+        let current = Current {
+            meta: self.meta.clone(),
+            data: encode_data(self.next_offset),
+        };
+        write_snapshot(&self.path, &current)?;
+        *self.current.lock() = Some(current.clone());
+        Ok(Snapshot {
+            meta: current.meta,
+            snapshot: Cursor::new(current.data),
+        })
+    }
+}
+
+fn encode_data(next_offset: Offset) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.extend_from_slice(&next_offset.0.to_be_bytes());
+    out
+}
+
+fn decode_data(data: &[u8]) -> io::Result<Offset> {
+    if data.len() != 9 || data[0] != VERSION {
+        return Err(invalid("snapshot data is not a version 0 partition state"));
+    }
+    Ok(Offset(i64::from_be_bytes(
+        data[1..9].try_into().expect("8 bytes"),
+    )))
+}
+
+fn invalid(what: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.into())
+}
+
+fn put_log_id(out: &mut Vec<u8>, id: Option<&RaftLogId>) {
+    out.push(u8::from(id.is_some()));
+    let (term, index) = id.map_or((0, 0), |i| (i.leader_id.term, i.index));
+    out.extend_from_slice(&term.to_be_bytes());
+    out.extend_from_slice(&index.to_be_bytes());
+}
+
+fn get_log_id(buf: &mut &[u8]) -> io::Result<Option<RaftLogId>> {
+    if buf.remaining() < 17 {
+        return Err(invalid("snapshot ends inside a log id"));
+    }
+    let present = buf.get_u8() != 0;
+    let (term, index) = (buf.get_u64(), buf.get_u64());
+    Ok(present.then(|| log_id(term, index)))
+}
+
+fn get_sized<'a>(buf: &mut &'a [u8]) -> io::Result<&'a [u8]> {
+    if buf.remaining() < 4 {
+        return Err(invalid("snapshot ends inside a length"));
+    }
+    let n = buf.get_u32() as usize;
+    if buf.remaining() < n {
+        return Err(invalid(format!(
+            "snapshot claims {n} bytes it does not hold"
+        )));
+    }
+    let (head, rest) = buf.split_at(n);
+    *buf = rest;
+    Ok(head)
+}
+
+fn write_snapshot(path: &Path, current: &Current) -> io::Result<()> {
+    let mut out = SNAPSHOT_MAGIC.to_vec();
+    out.push(VERSION);
+    put_log_id(&mut out, current.meta.last_log_id.as_ref());
+    put_log_id(&mut out, current.meta.last_membership.log_id().as_ref());
+    let membership = encode_membership(current.meta.last_membership.membership());
+    for part in [&membership, &current.data] {
+        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(&out)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_snapshot(path: &Path) -> io::Result<Option<Current>> {
+    let bytes = match File::open(path) {
+        Ok(f) => {
+            let len = f.metadata()?.len();
+            if len > SNAPSHOT_BYTES_MAX {
+                return Err(invalid(format!(
+                    "{}: {len} bytes is larger than any snapshot",
+                    path.display()
+                )));
+            }
+            fs::read(path)?
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let damaged = |what: &str| invalid(format!("{}: {what}", path.display()));
+    if bytes.len() < 9 || &bytes[..4] != SNAPSHOT_MAGIC {
+        return Err(damaged("not a snapshot file"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32c::crc32c(body).to_be_bytes() != crc {
+        return Err(damaged("checksum mismatch"));
+    }
+    let mut buf = &body[4..];
+    if buf.get_u8() != VERSION {
+        return Err(damaged("unknown version"));
+    }
+    let last_log_id = get_log_id(&mut buf)?;
+    let membership_id = get_log_id(&mut buf)?;
+    let membership = decode_membership(get_sized(&mut buf)?).map_err(|e| damaged(&e))?;
+    let data = get_sized(&mut buf)?.to_vec();
+    if buf.has_remaining() {
+        return Err(damaged("bytes after the snapshot"));
+    }
+    Ok(Some(Current {
+        meta: SnapshotMeta {
+            last_log_id,
+            last_membership: StoredMembership::new(membership_id, membership),
+        },
+        data,
+    }))
+}
