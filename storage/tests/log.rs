@@ -610,7 +610,10 @@ fn entries_read_back_in_order_across_segments_within_a_byte_bound() {
     let all = log.read_entries(0, 1000, usize::MAX).expect("read");
     assert_eq!(all.len(), 200);
     for (e, (base, last, term, bytes)) in all.iter().zip(&stored) {
-        assert_eq!((e.base_offset, e.last_offset, e.term), (*base, *last, *term));
+        assert_eq!(
+            (e.base_offset, e.last_offset, e.term),
+            (*base, *last, *term)
+        );
         assert_eq!(&e.batch[..], &bytes[..], "entry {} as stored", e.index);
     }
     let some = log.read_entries(37, 120, 1).expect("read");
@@ -618,9 +621,15 @@ fn entries_read_back_in_order_across_segments_within_a_byte_bound() {
     assert_eq!(some[0].index, 37);
     let bounded = log.read_entries(37, 120, 2000).expect("read");
     let bytes: usize = bounded.iter().map(|e| e.batch.len()).sum();
-    assert!(bytes >= 2000 || bounded.len() == 83, "stops once the bound is reached");
+    assert!(
+        bytes >= 2000 || bounded.len() == 83,
+        "stops once the bound is reached"
+    );
     assert!(bytes - bounded.last().expect("some").batch.len() < 2000);
-    assert!(bounded.iter().enumerate().all(|(i, e)| e.index == 37 + i as u64));
+    assert!(bounded
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.index == 37 + i as u64));
     log.purge_entries(99, LeaderEpoch(2)).expect("purge");
     let rest = log.read_entries(0, 1000, usize::MAX).expect("read");
     assert_eq!(rest.first().map(|e| e.index), Some(100));
