@@ -484,6 +484,24 @@ pub fn build_timed_batch(records: &[(i64, KeyValue<'_>)]) -> Vec<u8> {
     out
 }
 
+/// Builds an uncompressed batch of an idempotent producer: `records` from
+/// sequence `base_sequence` of producer `producer_id` at `epoch`.
+pub fn build_idempotent_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    base_timestamp: i64,
+    records: &[KeyValue<'_>],
+) -> Vec<u8> {
+    let mut out = build_batch(base_timestamp, records);
+    out[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    out[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+    out[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
+    out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 /// Builds a control batch (the control attribute set) of one record whose key is
 /// Kafka's control key, version 0 and `control_type`, and whose value is `value`.
 /// Clients skip control batches; Kafka's own types are 0-6.

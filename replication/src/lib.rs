@@ -19,11 +19,13 @@
 
 mod error;
 mod flusher;
+mod partition;
 pub mod raft;
 mod replica;
 
 pub use error::ReplicaError;
 pub use flusher::{Completion, FlushRequest, Flusher};
+pub use partition::Partition;
 pub use replica::{
     Acks, AppendInfo, CommitSignal, Commits, FetchData, HighWatermarkSource, Replica,
     ReplicaContext,

@@ -8,13 +8,14 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use sluice_protocol::batch::BatchView;
 use sluice_storage::{
-    last_seq, BatchMeta, CompactionConfig, CompactionStats, LeaderEpoch, Log, LogConfig, Offset,
-    PartitionLog, ProducerStates, RetentionOutcome, SequenceCheck, StorageError, SyncTarget,
+    last_seq, CompactionConfig, CompactionStats, LeaderEpoch, Log, LogConfig, Offset,
+    RetentionOutcome, SequenceCheck, StorageError, SyncTarget,
 };
 use tokio::sync::watch;
-use tracing::{error, warn};
+use tracing::error;
 
 use crate::flusher::{FlushRequest, Flusher};
+use crate::partition::Partition;
 use crate::ReplicaError;
 
 /// Bumped whenever some partition's high watermark advances; fetches that wait for
@@ -53,26 +54,6 @@ pub struct ReplicaContext {
     pub flusher: Arc<Flusher>,
     pub commits: Arc<Commits>,
     pub high_watermark: HighWatermarkSource,
-}
-
-/// A partition's log and the producer state derived from it, changed together.
-#[derive(Debug)]
-struct Partition {
-    log: PartitionLog,
-    producers: ProducerStates,
-}
-
-impl std::ops::Deref for Partition {
-    type Target = PartitionLog;
-    fn deref(&self) -> &PartitionLog {
-        &self.log
-    }
-}
-
-impl std::ops::DerefMut for Partition {
-    fn deref_mut(&mut self) -> &mut PartitionLog {
-        &mut self.log
-    }
 }
 
 /// Whether `records` holds batches and every one of them is an empty data batch.
@@ -149,10 +130,7 @@ impl Replica {
         config: LogConfig,
         context: ReplicaContext,
     ) -> Arc<Self> {
-        let opened = PartitionLog::open(dir.clone(), config).and_then(|mut log| {
-            let producers = ProducerStates::rebuild(&mut log)?;
-            Ok(Partition { log, producers })
-        });
+        let opened = Partition::open(dir.clone(), config);
         let (partition, failure) = match opened {
             Ok(p) => (Some(p), None),
             Err(e) => {
@@ -161,7 +139,7 @@ impl Replica {
             }
         };
         let (start, end) = partition.as_ref().map_or((Offset(0), Offset(0)), |p| {
-            (p.log.log_start_offset(), p.log.log_end_offset())
+            (p.log_start_offset(), p.log_end_offset())
         });
         let (commit, _) = watch::channel(CommitState {
             high_watermark: end,
@@ -251,9 +229,11 @@ impl Replica {
             let idempotent = producer_id >= 0 && !view.is_control();
             let (epoch, first_seq) = (view.producer_epoch(), view.base_sequence());
             let seq_end = last_seq(first_seq, view.last_offset_delta());
-            let max_timestamp = view.max_timestamp();
             if idempotent {
-                match p.producers.check(producer_id, epoch, first_seq, seq_end)? {
+                match p
+                    .producers()
+                    .check(producer_id, epoch, first_seq, seq_end)?
+                {
                     SequenceCheck::Append => {}
                     SequenceCheck::Duplicate {
                         base_offset,
@@ -263,39 +243,21 @@ impl Replica {
                         return Ok(AppendInfo {
                             base_offset,
                             last_offset,
-                            log_start_offset: p.log.log_start_offset(),
+                            log_start_offset: p.log_start_offset(),
                         });
                     }
                 }
             }
-            let active_before = p.log.active_segment_base();
-            let appended = p.log.append_shared(&batch, self.epoch, now_ms);
+            let appended = p.append(&batch, self.epoch, now_ms);
             match appended {
                 Ok((base, last)) => {
                     self.log_end.store(last.0 + 1, Ordering::Release);
-                    if p.log.active_segment_base() != active_before {
-                        // A new segment: snapshot the producers as of its base.
-                        let dir = p.log.dir().to_path_buf();
-                        if let Err(e) = p.producers.write_snapshot(&dir, base) {
-                            warn!(partition = %self.name, error = %e, "producer snapshot failed");
-                        }
-                    }
-                    if idempotent {
-                        let meta = BatchMeta {
-                            first_seq,
-                            last_seq: seq_end,
-                            base_offset: base,
-                            last_offset: last,
-                            timestamp_ms: max_timestamp,
-                        };
-                        p.producers.record(producer_id, epoch, meta);
-                    }
-                    let flush_due = self.flush_due(last, now_ms, p.log.config());
+                    let flush_due = self.flush_due(last, now_ms, p.config());
                     (
                         base,
                         last,
-                        p.log.log_start_offset(),
-                        p.log.sync_target(),
+                        p.log_start_offset(),
+                        p.log_mut().sync_target(),
                         flush_due,
                     )
                 }
@@ -429,7 +391,8 @@ impl Replica {
         let (plan, log_start) = {
             let mut log = self.partition()?;
             (
-                log.plan_read(offset, max_bytes, high_watermark, min_one_batch)?,
+                log.log_mut()
+                    .plan_read(offset, max_bytes, high_watermark, min_one_batch)?,
                 log.log_start_offset(),
             )
         };
@@ -466,6 +429,7 @@ impl Replica {
             let budget = max_bytes.saturating_sub(buf.len()).max(1);
             let plan = self
                 .partition()?
+                .log_mut()
                 .plan_read(next, budget, high_watermark, true)?;
             let more = plan.execute()?;
             if more.records.is_empty() {
@@ -488,7 +452,10 @@ impl Replica {
     ) -> Result<Option<(Offset, i64)>, ReplicaError> {
         self.check_online()?;
         let hw = self.high_watermark();
-        let found = self.partition()?.offset_for_timestamp(timestamp_ms)?;
+        let found = self
+            .partition()?
+            .log_mut()
+            .offset_for_timestamp(timestamp_ms)?;
         Ok(found.filter(|(o, _)| *o < hw))
     }
 
@@ -508,7 +475,9 @@ impl Replica {
     ) -> Result<RetentionOutcome, ReplicaError> {
         self.check_online()?;
         let mut log = self.partition()?;
-        let outcome = log.apply_retention(now_ms, retention_ms, retention_bytes)?;
+        let outcome = log
+            .log_mut()
+            .apply_retention(now_ms, retention_ms, retention_bytes)?;
         self.log_start
             .store(log.log_start_offset().0, Ordering::Release);
         Ok(outcome)
@@ -541,7 +510,7 @@ impl Replica {
             }
         }
         let done = plan.run(now_ms, config)?;
-        let stats = self.partition()?.install_compaction(done)?;
+        let stats = self.partition()?.log_mut().install_compaction(done)?;
         *self.last_compaction.lock() = Some((covers_below, now_ms));
         Ok(Some(stats))
     }
@@ -549,16 +518,13 @@ impl Replica {
     /// Forgets producers idle for longer than `expiration_ms`.
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
         self.partition()
-            .map_or(0, |mut p| p.producers.expire(now_ms, expiration_ms))
+            .map_or(0, |mut p| p.producers_mut().expire(now_ms, expiration_ms))
     }
 
     /// Syncs everything appended and snapshots the producers (shutdown).
     pub fn sync_all(&self) -> Result<(), ReplicaError> {
         self.check_online()?;
-        let mut p = self.partition()?;
-        p.log.sync_all()?;
-        let (dir, end) = (p.log.dir().to_path_buf(), p.log.log_end_offset());
-        p.producers.write_snapshot(&dir, end)?;
+        self.partition()?.close()?;
         Ok(())
     }
 

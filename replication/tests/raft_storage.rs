@@ -8,8 +8,8 @@ use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
 use parking_lot::Mutex;
 use sluice_replication::raft::{PartitionLogStore, PartitionRaft, PartitionStateMachine};
-use sluice_replication::Flusher;
-use sluice_storage::{LogConfig, PartitionLog};
+use sluice_replication::{Flusher, Partition};
+use sluice_storage::LogConfig;
 use tempfile::TempDir;
 
 struct FileLogBuilder {
@@ -25,7 +25,7 @@ impl StoreBuilder<PartitionRaft, PartitionLogStore, PartitionStateMachine, TempD
     ) -> Result<(TempDir, PartitionLogStore, PartitionStateMachine), StorageError<PartitionRaft>>
     {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = PartitionLog::open(dir.path().join("orders-0"), self.config).expect("open");
+        let log = Partition::open(dir.path().join("orders-0"), self.config).expect("open");
         let log = Arc::new(Mutex::new(log));
         let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher));
         let sm = PartitionStateMachine::open(log, None).expect("state machine");
@@ -83,7 +83,7 @@ mod restart {
         dir: &std::path::Path,
         flusher: &Arc<Flusher>,
     ) -> (PartitionLogStore, PartitionStateMachine) {
-        let log = PartitionLog::open(dir, LogConfig::default()).expect("open");
+        let log = Partition::open(dir, LogConfig::default()).expect("open");
         let log = Arc::new(Mutex::new(log));
         let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(flusher));
         (
@@ -134,6 +134,7 @@ mod restart {
             let stored = store
                 .log()
                 .lock()
+                .log_mut()
                 .read_entries(0, 10, usize::MAX)
                 .expect("read");
             let offsets: Vec<_> = stored
@@ -263,6 +264,80 @@ mod restart {
                 [20]
             );
         });
+        flusher.shutdown();
+    }
+
+    fn idempotent(pid: i64, seq: i32, records: usize) -> ProducerBatch {
+        let kv: Vec<_> = (0..records).map(|_| (None, Some(&b"order"[..]))).collect();
+        ProducerBatch(Bytes::from(sluice_protocol::batch::build_idempotent_batch(
+            pid, 0, seq, 1000, &kv,
+        )))
+    }
+
+    fn last_seq_of(p: &Partition, pid: i64) -> Option<i32> {
+        p.producers()
+            .get(pid)
+            .and_then(|e| e.batches.back())
+            .map(|b| b.last_seq)
+    }
+
+    #[test]
+    fn producer_state_follows_replicated_appends_truncation_and_snapshots() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let flusher = Flusher::start();
+        runtime().block_on(async {
+            let (mut leader, mut leader_sm) = open(leader_dir.path(), &flusher);
+            // Entries as a follower receives them: producer 7's batches, sequences
+            // 0..=29 in batches of three.
+            let entries: Vec<Entry> = (0..10)
+                .map(|i| Entry::new_normal(log_id(1, i), idempotent(7, i as i32 * 3, 3)))
+                .collect();
+            append(&mut leader, entries).await.expect("append");
+            assert_eq!(last_seq_of(&leader.log().lock(), 7), Some(29));
+
+            // Raft truncates the last four entries: the producer state rewinds.
+            leader
+                .truncate_after(Some(log_id(1, 5)))
+                .await
+                .expect("truncate");
+            assert_eq!(last_seq_of(&leader.log().lock(), 7), Some(17));
+            let more = (6..8)
+                .map(|i| Entry::new_normal(log_id(2, i), idempotent(7, i as i32 * 3, 3)))
+                .collect();
+            append(&mut leader, more).await.expect("append");
+            assert_eq!(last_seq_of(&leader.log().lock(), 7), Some(23));
+
+            // A snapshot at entry 5 carries the state as of its offset.
+            let stream = futures_util::stream::iter(
+                leader
+                    .try_get_log_entries(0..6)
+                    .await
+                    .expect("read")
+                    .into_iter()
+                    .map(|e| Ok((e, None))),
+            );
+            leader_sm.apply(stream).await.expect("apply");
+            let snapshot = leader_sm
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("snapshot");
+            let (follower, mut follower_sm) = open(follower_dir.path(), &flusher);
+            follower_sm
+                .install_snapshot(&snapshot.meta, Cursor::new(snapshot.snapshot.into_inner()))
+                .await
+                .expect("install");
+            assert_eq!(last_seq_of(&follower.log().lock(), 7), Some(17));
+            assert_eq!(follower.log().lock().log_start_offset(), Offset(18));
+        });
+        let (follower, _) = open(follower_dir.path(), &flusher);
+        assert_eq!(
+            last_seq_of(&follower.log().lock(), 7),
+            Some(17),
+            "the installed producer state survives a restart"
+        );
         flusher.shutdown();
     }
 }

@@ -193,6 +193,13 @@ impl ProducerStates {
 
     /// Records a stored batch, read from the log.
     pub fn record_batch(&mut self, batch: &BatchView<'_>) {
+        self.record_stored(batch, batch.base_offset(), batch.last_offset());
+    }
+
+    /// Records `batch` as stored at `base..=last` (the offsets the log assigned;
+    /// the header may still carry the producer's own). Control batches and batches
+    /// of non-idempotent producers change nothing.
+    pub fn record_stored(&mut self, batch: &BatchView<'_>, base: Offset, last: Offset) {
         if batch.producer_id() < 0 || batch.is_control() {
             return;
         }
@@ -202,8 +209,8 @@ impl ProducerStates {
             BatchMeta {
                 first_seq: batch.base_sequence(),
                 last_seq: last_seq(batch.base_sequence(), batch.last_offset_delta()),
-                base_offset: batch.base_offset(),
-                last_offset: batch.last_offset(),
+                base_offset: base,
+                last_offset: last,
                 timestamp_ms: batch.max_timestamp(),
             },
         );
@@ -218,7 +225,8 @@ impl ProducerStates {
         before - self.producers.len()
     }
 
-    fn encode(&self, offset: Offset) -> Vec<u8> {
+    /// The state as of `offset`, in the snapshot format (checksummed).
+    pub fn encode(&self, offset: Offset) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
@@ -243,7 +251,8 @@ impl ProducerStates {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Option<(Offset, Self)> {
+    /// Reads [`ProducerStates::encode`]'s output; `None` when damaged.
+    pub fn decode(bytes: &[u8]) -> Option<(Offset, Self)> {
         let (body, crc) = bytes.split_at(bytes.len().checked_sub(4)?);
         if crc32c::crc32c(body).to_be_bytes() != crc {
             return None;
@@ -305,8 +314,18 @@ impl ProducerStates {
     /// Rebuilds the state of `log`: the newest snapshot at or below the log end,
     /// then every batch after it. Newer or unreadable snapshots are deleted.
     pub fn rebuild(log: &mut PartitionLog) -> Result<Self, StorageError> {
-        let dir = log.dir().to_path_buf();
         let end = log.log_end_offset();
+        Self::replay(log, end, true)
+    }
+
+    /// The state as of `end` (a batch boundary at or below the log end): the newest
+    /// snapshot at or below it, then the batches up to it. Files are left alone.
+    pub fn state_at(log: &mut PartitionLog, end: Offset) -> Result<Self, StorageError> {
+        Self::replay(log, end.min(log.log_end_offset()), false)
+    }
+
+    fn replay(log: &mut PartitionLog, end: Offset, prune: bool) -> Result<Self, StorageError> {
+        let dir = log.dir().to_path_buf();
         let mut base = (log.log_start_offset(), ProducerStates::default());
         for (offset, path) in snapshots(&dir)?.into_iter().rev() {
             let loaded = (offset <= end)
@@ -319,9 +338,10 @@ impl ProducerStates {
                     base = found;
                     break;
                 }
-                None => {
+                None if prune => {
                     fs::remove_file(&path).map_err(|e| StorageError::io("delete", &path, e))?;
                 }
+                None => {}
             }
         }
         let (mut next, mut states) = base;
@@ -340,6 +360,14 @@ impl ProducerStates {
             next = r.next_offset;
         }
         Ok(states)
+    }
+
+    /// Deletes every producer snapshot in `dir` (a log restarted elsewhere).
+    pub fn remove_snapshots(dir: &Path) -> Result<(), StorageError> {
+        for (_, path) in snapshots(dir)? {
+            fs::remove_file(&path).map_err(|e| StorageError::io("delete", &path, e))?;
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Producer state survives restarts: rebuilt from the log, or from a snapshot and
 //! the batches after it.
 
-use sluice_protocol::batch::{build_batch, BatchView};
+use sluice_protocol::batch::{build_idempotent_batch, BatchView};
 use sluice_storage::{
     last_seq, BatchMeta, LeaderEpoch, Log, LogConfig, Offset, PartitionLog, ProducerStates,
     SequenceCheck,
@@ -10,13 +10,7 @@ use sluice_storage::{
 /// An idempotent producer's batch of `n` records starting at sequence `seq`.
 fn idempotent_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
     let kv: Vec<_> = (0..n).map(|_| (Some(&b"k"[..]), Some(&b"v"[..]))).collect();
-    let mut b = build_batch(1_000, &kv);
-    b[43..51].copy_from_slice(&pid.to_be_bytes());
-    b[51..53].copy_from_slice(&epoch.to_be_bytes());
-    b[53..57].copy_from_slice(&seq.to_be_bytes());
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
+    build_idempotent_batch(pid, epoch, seq, 1_000, &kv)
 }
 
 fn append(

@@ -21,14 +21,15 @@ use openraft::{EntryPayload, OptionalSend, RaftLogReader};
 use parking_lot::Mutex;
 use sluice_protocol::batch::BatchView;
 use sluice_protocol::types::Offset;
-use sluice_storage::{Log, LogStart, PartitionLog, StorageError, VoteRecord};
+use sluice_storage::{Log, LogStart, StorageError, VoteRecord};
 
 use super::codec::{decode, encode, epoch_of, term_of};
 use super::{log_id, Entry, PartitionRaft, RaftLogId};
 use crate::flusher::{FlushRequest, Flusher};
+use crate::partition::Partition;
 
-/// The partition log, shared by the log store, its readers and the state machine.
-pub type SharedLog = Arc<Mutex<PartitionLog>>;
+/// The partition, shared by the log store, its readers and the state machine.
+pub type SharedLog = Arc<Mutex<Partition>>;
 type Vote = openraft::alias::VoteOf<PartitionRaft>;
 
 /// Reads at most this many bytes of entries per lock hold.
@@ -65,19 +66,19 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
 }
 
 /// The log id of the last stored entry, or of the last purged one when none is.
-fn last_log_id(log: &mut PartitionLog) -> io::Result<Option<RaftLogId>> {
+fn last_log_id(log: &mut Partition) -> io::Result<Option<RaftLogId>> {
     let purged = purged_log_id(log)?;
     let next = log.next_entry_index();
     if next == log.first_entry_index() {
         return Ok(purged);
     }
-    match log.entry_at(next - 1).map_err(io_error)? {
+    match log.log_mut().entry_at(next - 1).map_err(io_error)? {
         Some((_, _, epoch)) => Ok(Some(log_id(term_of(epoch)?, next - 1))),
         None => Ok(purged),
     }
 }
 
-fn purged_log_id(log: &PartitionLog) -> io::Result<Option<RaftLogId>> {
+fn purged_log_id(log: &Partition) -> io::Result<Option<RaftLogId>> {
     log.log_start()
         .last_purged()
         .map(|(index, epoch)| Ok(log_id(term_of(epoch)?, index)))
@@ -91,6 +92,7 @@ fn read_entries(log: &SharedLog, start: u64, end: u64) -> io::Result<Vec<Entry>>
     while next < end {
         let chunk = log
             .lock()
+            .log_mut()
             .read_entries(next, end, READ_CHUNK_BYTES)
             .map_err(io_error)?;
         let Some(last) = chunk.last() else {
@@ -128,7 +130,7 @@ impl PartitionLogStore {
 
     /// Appends one entry at the log end. An empty log takes its first entry at any
     /// index at or after its next one (a log that starts where a snapshot ended).
-    fn append_one(log: &mut PartitionLog, entry: &Entry, now_ms: i64) -> io::Result<()> {
+    fn append_one(log: &mut Partition, entry: &Entry, now_ms: i64) -> io::Result<()> {
         let id = entry.log_id();
         let next = log.next_entry_index();
         if id.index != next {
@@ -138,7 +140,8 @@ impl PartitionLogStore {
                     entry: id.index,
                     prev_term: None,
                 };
-                log.reset_to(start).map_err(io_error)?;
+                let producers = log.producers().clone();
+                log.reset_to(start, producers).map_err(io_error)?;
             } else {
                 return Err(io::Error::other(format!(
                     "entry {} does not follow the log, whose next entry is {next}",
@@ -152,7 +155,7 @@ impl PartitionLogStore {
             EntryPayload::Normal(_) => BatchView::parse(&batch).ok().map(|v| v.base_offset()),
             _ => None,
         };
-        let (base, _) = log.append_shared(&batch, epoch, now_ms).map_err(io_error)?;
+        let (base, _) = log.append(&batch, epoch, now_ms).map_err(io_error)?;
         if let Some(claimed) = claimed.filter(|c| *c != Offset(0)) {
             if claimed != base {
                 // The entry is stored; refusing it stops this group, which is what a
@@ -194,6 +197,7 @@ impl RaftLogReader<PartitionRaft> for PartitionLogReader {
         let chunk = self
             .log
             .lock()
+            .log_mut()
             .read_entries(start, end, READ_CHUNK_BYTES)
             .map_err(io_error)?;
         chunk.into_iter().map(decode).collect()
@@ -251,14 +255,22 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
             voted_for: Some(vote.leader_id.voted_for),
             committed: vote.committed,
         };
-        self.log.lock().save_vote(&record).map_err(io_error)
+        self.log
+            .lock()
+            .log_mut()
+            .save_vote(&record)
+            .map_err(io_error)
     }
 
     async fn save_committed(&mut self, committed: Option<RaftLogId>) -> Result<(), io::Error> {
         let committed = committed
             .map(|id| Ok::<_, io::Error>((id.index, epoch_of(id.leader_id.term)?)))
             .transpose()?;
-        self.log.lock().save_committed(committed).map_err(io_error)
+        self.log
+            .lock()
+            .log_mut()
+            .save_committed(committed)
+            .map_err(io_error)
     }
 
     async fn read_committed(&mut self) -> Result<Option<RaftLogId>, io::Error> {
@@ -283,7 +295,7 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
             for entry in entries {
                 Self::append_one(&mut log, &entry, now)?;
             }
-            log.sync_target()
+            log.log_mut().sync_target()
         };
         match target {
             None => callback.io_completed(Ok(())),
@@ -309,6 +321,7 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
         let epoch = epoch_of(log_id.leader_id.term)?;
         self.log
             .lock()
+            .log_mut()
             .purge_entries(log_id.index, epoch)
             .map(|_| ())
             .map_err(io_error)

@@ -12,7 +12,8 @@
 //! membership's log id (each a flag byte, then term and index as `u64`), the
 //! membership value ([`super::codec::encode_membership`]) and the snapshot data,
 //! each behind a `u32` length, then the CRC32C of everything before it. Snapshot
-//! data: version `0u8`, then the next offset as `i64`.
+//! data: version `0u8`, the next offset as `i64`, then the producer state as of
+//! that offset in the producer snapshot format.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -27,7 +28,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership
 use parking_lot::Mutex;
 use sluice_protocol::batch::BatchView;
 use sluice_protocol::types::Offset;
-use sluice_storage::{Log, LogStart};
+use sluice_storage::{Log, LogStart, ProducerStates};
 
 use super::codec::{decode_membership, encode_membership, epoch_of};
 use super::log_store::SharedLog;
@@ -94,7 +95,7 @@ impl PartitionStateMachine {
         if let Some(c) = current {
             sm.applied = c.meta.last_log_id;
             sm.membership = c.meta.last_membership.clone();
-            sm.next_offset = decode_data(&c.data)?;
+            sm.next_offset = decode_data(&c.data)?.0;
             *sm.current.lock() = Some(c);
         }
         Ok(sm)
@@ -113,7 +114,12 @@ impl PartitionStateMachine {
 
     /// The offsets of entry `index` as stored, when the log holds it.
     fn stored_offsets(&self, index: u64) -> io::Result<Option<AppliedBatch>> {
-        let entry = self.log.lock().entry_at(index).map_err(io::Error::other)?;
+        let entry = self
+            .log
+            .lock()
+            .log_mut()
+            .entry_at(index)
+            .map_err(io::Error::other)?;
         Ok(entry.map(|(base, last, _)| AppliedBatch {
             base_offset: base,
             last_offset: last,
@@ -177,6 +183,7 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
                 last_membership: self.membership.clone(),
             },
             next_offset: self.next_offset,
+            log: Arc::clone(&self.log),
             current: Arc::clone(&self.current),
             path: self.path.clone(),
         }
@@ -188,21 +195,22 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
-        let next_offset = decode_data(&data)?;
+        let (next_offset, producers) = decode_data(&data)?;
         if let Some(last) = meta.last_log_id {
             let mut log = self.log.lock();
             let term = epoch_of(last.leader_id.term)?;
             let holds_point = log
+                .log_mut()
                 .entry_at(last.index)
                 .map_err(io::Error::other)?
                 .is_some_and(|(_, _, t)| t == term);
             if !holds_point {
-                log.reset_to(LogStart {
+                let start = LogStart {
                     offset: next_offset,
                     entry: last.index + 1,
                     prev_term: Some(term),
-                })
-                .map_err(io::Error::other)?;
+                };
+                log.reset_to(start, producers).map_err(io::Error::other)?;
             }
         }
         let current = Current {
@@ -227,21 +235,35 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
 }
 
 /// Builds the snapshot of the state taken when it was created.
-#[derive(Debug)]
 pub struct PartitionSnapshotBuilder {
     meta: Meta,
     next_offset: Offset,
+    log: SharedLog,
     current: Arc<Mutex<Option<Current>>>,
     path: PathBuf,
+}
+
+impl fmt::Debug for PartitionSnapshotBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionSnapshotBuilder")
+            .field("meta", &self.meta)
+            .field("next_offset", &self.next_offset)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn build_snapshot(&mut self) -> Result<PartitionSnapshot, io::Error> {
+        let producers = self
+            .log
+            .lock()
+            .producers_at(self.next_offset)
+            .map_err(io::Error::other)?;
         let current = Current {
             meta: self.meta.clone(),
-            data: encode_data(self.next_offset),
+            data: encode_data(self.next_offset, &producers),
         };
         write_snapshot(&self.path, &current)?;
         *self.current.lock() = Some(current.clone());
@@ -252,19 +274,24 @@ impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
     }
 }
 
-fn encode_data(next_offset: Offset) -> Vec<u8> {
+fn encode_data(next_offset: Offset, producers: &ProducerStates) -> Vec<u8> {
     let mut out = vec![VERSION];
     out.extend_from_slice(&next_offset.0.to_be_bytes());
+    out.extend_from_slice(&producers.encode(next_offset));
     out
 }
 
-fn decode_data(data: &[u8]) -> io::Result<Offset> {
-    if data.len() != 9 || data[0] != VERSION {
+fn decode_data(data: &[u8]) -> io::Result<(Offset, ProducerStates)> {
+    if data.len() < 9 || data[0] != VERSION {
         return Err(invalid("snapshot data is not a version 0 partition state"));
     }
-    Ok(Offset(i64::from_be_bytes(
-        data[1..9].try_into().expect("8 bytes"),
-    )))
+    let next = Offset(i64::from_be_bytes(data[1..9].try_into().expect("8 bytes")));
+    match ProducerStates::decode(&data[9..]) {
+        Some((at, producers)) if at == next => Ok((next, producers)),
+        _ => Err(invalid(
+            "snapshot data holds no producer state for its offset",
+        )),
+    }
 }
 
 fn invalid(what: impl Into<String>) -> io::Error {
