@@ -33,15 +33,17 @@ impl Broker {
         let flusher = Flusher::start();
         let commits = Commits::new();
         // One node: what a replica flushed is what a majority holds.
+        let budgets = Budgets::new(&config);
         let context = ReplicaContext {
             flusher: Arc::clone(&flusher),
             commits: Arc::clone(&commits),
+            io: budgets.io_permits(),
             high_watermark: HighWatermarkSource::LocalFlush,
         };
         let cluster = Cluster::open(config.clone(), context)?;
         let groups = Coordinator::open(Arc::clone(&cluster), wall_clock_ms())?;
         Ok(Arc::new(Broker {
-            budgets: Budgets::new(&config),
+            budgets,
             config,
             cluster,
             flusher,

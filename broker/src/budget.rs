@@ -110,6 +110,12 @@ impl Budgets {
             .expect("the response budget is never closed")
     }
 
+    /// The permits of the I/O pool, for work that runs blocking tasks of its own
+    /// (each partition's append task).
+    pub fn io_permits(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.io)
+    }
+
     /// Runs blocking disk work on the I/O pool, at most `num_io_threads` at once.
     pub async fn io<T, F>(&self, work: F) -> Result<T, HandlerFailed>
     where

@@ -1,9 +1,11 @@
 //! One client connection: frames in, responses out in request order.
 //!
 //! Requests take effect in the order they were sent: each one's ordered phase (a
-//! produce's appends; all of any request other than Produce and Fetch) finishes
-//! before the next request starts, so a read that follows a write on one
-//! connection sees it. What remains (a produce waiting for commit, a fetch) runs
+//! produce's queueing into its partitions' append queues; all of any request other
+//! than Produce and Fetch) finishes before the next request starts, and a request
+//! other than Produce first waits until the produces before it took effect
+//! (appended, or committed for acks=all), so a read that follows a write on one
+//! connection sees it. What remains (a produce's appends and commit, a fetch) runs
 //! concurrently, and a bounded queue of pending responses
 //! (`max_inflight_requests_per_connection`) keeps the writer in request order.
 //!
@@ -121,6 +123,8 @@ pub async fn serve<S>(
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     // Request budget for the large frame being read, taken before its bytes are.
     let mut frame_permit: Option<OwnedSemaphorePermit> = None;
+    // Produces that have not taken effect yet (see `Dispatch::dispatch`).
+    let mut unsettled: Vec<oneshot::Receiver<()>> = Vec::new();
     let mut writer_done = false;
     let close = loop {
         while tasks.try_join_next().is_some() {}
@@ -143,10 +147,11 @@ pub async fn serve<S>(
                         break Close::Client;
                     };
                     activity.touch();
-                    let ctx = Dispatch {
+                    let mut ctx = Dispatch {
                         peer: &peer,
                         broker: &broker,
                         budget: &budget,
+                        unsettled: &mut unsettled,
                     };
                     if !ctx.dispatch(f, frame_permit.take(), slot, &mut tasks).await {
                         break Close::Client;
@@ -252,13 +257,14 @@ struct Dispatch<'a> {
     peer: &'a str,
     broker: &'a Arc<Broker>,
     budget: &'a ConnectionBudget,
+    unsettled: &'a mut Vec<oneshot::Receiver<()>>,
 }
 
 impl Dispatch<'_> {
     /// Decodes one frame, runs its ordered phase and queues its response. Returns
     /// false when the connection must be closed.
     async fn dispatch(
-        &self,
+        &mut self,
         frame: Bytes,
         permit: Option<OwnedSemaphorePermit>,
         slot: mpsc::Permit<'_, Pending>,
@@ -288,16 +294,24 @@ impl Dispatch<'_> {
                     request.header.correlation_id,
                 );
                 let host = peer.rsplit_once(':').map_or(peer, |(h, _)| h);
-                let started = match handlers::start(self.broker, *request, host, self.budget).await
-                {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!(peer = %peer, error = %e, "closing connection");
-                        return false;
+                if api_key != kafka_protocol::messages::ApiKey::Produce {
+                    // What this request reads or writes follows the produces before it.
+                    for settled in self.unsettled.drain(..) {
+                        let _ = settled.await;
                     }
-                };
-                // The frame's bytes are released once its ordered phase is done.
-                drop(permit);
+                }
+                self.unsettled
+                    .retain_mut(|a| a.try_recv() == Err(oneshot::error::TryRecvError::Empty));
+                // The frame's bytes are released once its ordered phase is done (a
+                // produce's once its batches are appended).
+                let started =
+                    match handlers::start(self.broker, *request, host, self.budget, permit).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            warn!(peer = %peer, error = %e, "closing connection");
+                            return false;
+                        }
+                    };
                 let peer = peer.to_string();
                 let finish = move |handling: handlers::Handling| async move {
                     let answer = match handling.await {
@@ -326,6 +340,12 @@ impl Dispatch<'_> {
                 };
                 match started {
                     Started::InOrder(handling) => return finish(handling).await,
+                    Started::Produce { settled, handling } => {
+                        self.unsettled.push(settled);
+                        tasks.spawn(async move {
+                            finish(handling).await;
+                        });
+                    }
                     Started::Concurrent(handling) => {
                         tasks.spawn(async move {
                             finish(handling).await;

@@ -60,6 +60,53 @@ fn a_fetch_of_offsets_after_a_commit_on_one_connection_sees_the_commit() {
     }
 }
 
+#[test]
+fn a_read_after_pipelined_produces_on_one_connection_sees_them() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+    let broker = start_broker("");
+    create_topic_via_metadata(&broker, "pipelined");
+    let mut s = broker.connect();
+    for round in 1..=20i64 {
+        // Five pipelined produces (acks=all) and a ListOffsets for the latest
+        // offset, in one write: the ListOffsets is read while they are appended.
+        let mut frames = Vec::new();
+        for i in 0..5 {
+            let batch = build_batch(1, &[(None, Some(&b"order-placed"[..]))]);
+            let request = produce("pipelined", 0, batch, -1);
+            frames.extend(request_frame(ApiKey::Produce, 9, 10 + i, &request));
+        }
+        let list = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name("pipelined"))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1)])]);
+        frames.extend(request_frame(ApiKey::ListOffsets, 7, 99, &list));
+        s.write_all(&frames).expect("write");
+        let mut offsets = Vec::new();
+        for _ in 0..5 {
+            let (_, p): (i32, ProduceResponse) = response(&mut s, ApiKey::Produce, 9);
+            let part = &p.responses[0].partition_responses[0];
+            assert_eq!(part.error_code, 0);
+            offsets.push(part.base_offset);
+        }
+        let first = (round - 1) * 5;
+        assert_eq!(
+            offsets,
+            (first..first + 5).collect::<Vec<_>>(),
+            "in request order"
+        );
+        let (_, l): (i32, ListOffsetsResponse) = response(&mut s, ApiKey::ListOffsets, 7);
+        assert_eq!(
+            l.topics[0].partitions[0].offset,
+            round * 5,
+            "round {round}: the ListOffsets missed a produce sent before it"
+        );
+    }
+}
+
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     status

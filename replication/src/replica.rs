@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
@@ -11,9 +11,10 @@ use sluice_storage::{
     last_seq, CompactionConfig, CompactionStats, LeaderEpoch, Log, LogConfig, Offset,
     RetentionOutcome, SequenceCheck, StorageError, SyncTarget,
 };
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tracing::error;
 
+use crate::append_queue::{AppendQueue, AppendTicket};
 use crate::flusher::{FlushRequest, Flusher};
 use crate::partition::Partition;
 use crate::ReplicaError;
@@ -53,6 +54,9 @@ pub enum HighWatermarkSource {
 pub struct ReplicaContext {
     pub flusher: Arc<Flusher>,
     pub commits: Arc<Commits>,
+    /// Permits for blocking disk work (the broker's I/O pool bound), taken by the
+    /// append task of each partition.
+    pub io: Arc<Semaphore>,
     pub high_watermark: HighWatermarkSource,
 }
 
@@ -117,6 +121,8 @@ pub struct Replica {
     context: ReplicaContext,
     /// (end of the compacted range, when) of the last compaction.
     last_compaction: Mutex<Option<(Offset, i64)>>,
+    /// The append queue and its task, started on first use.
+    queue: OnceLock<AppendQueue>,
 }
 
 impl Replica {
@@ -158,6 +164,7 @@ impl Replica {
             failure: Mutex::new(failure),
             context,
             last_compaction: Mutex::new(None),
+            queue: OnceLock::new(),
         })
     }
 
@@ -214,6 +221,33 @@ impl Replica {
         self.commit.send_modify(|c| c.failed = true);
     }
 
+    fn queue(self: &Arc<Self>) -> &AppendQueue {
+        self.queue
+            .get_or_init(|| AppendQueue::start(Arc::downgrade(self), Arc::clone(&self.context.io)))
+    }
+
+    /// Queues a validated batch for the partition's append task, waiting while the
+    /// queue is full; the ticket resolves once the batch is appended (acks=1).
+    /// Batches of one caller are appended in the order they were queued.
+    pub async fn enqueue(
+        self: &Arc<Self>,
+        batch: Bytes,
+        now_ms: i64,
+    ) -> Result<AppendTicket, ReplicaError> {
+        self.check_online()?;
+        self.queue().enqueue(&self.name, batch, now_ms).await
+    }
+
+    /// Queues a batch without waiting; `None` when the queue is full.
+    pub fn try_enqueue(
+        self: &Arc<Self>,
+        batch: Bytes,
+        now_ms: i64,
+    ) -> Result<Option<AppendTicket>, ReplicaError> {
+        self.check_online()?;
+        self.queue().try_enqueue(&self.name, batch, now_ms)
+    }
+
     /// Appends a validated batch now (acks=1 semantics); callers that need the
     /// commit wait for it with [`Replica::wait_committed`].
     pub fn append_now(
@@ -221,54 +255,61 @@ impl Replica {
         batch: Bytes,
         now_ms: i64,
     ) -> Result<AppendInfo, ReplicaError> {
-        self.check_online()?;
-        let (base, last, log_start, target, flush_due) = {
-            let mut p = self.partition()?;
-            let view = BatchView::parse(&batch).map_err(StorageError::from)?;
-            let producer_id = view.producer_id();
-            let idempotent = producer_id >= 0 && !view.is_control();
-            let (epoch, first_seq) = (view.producer_epoch(), view.base_sequence());
-            let seq_end = last_seq(first_seq, view.last_offset_delta());
-            if idempotent {
-                match p
-                    .producers()
-                    .check(producer_id, epoch, first_seq, seq_end)?
-                {
-                    SequenceCheck::Append => {}
-                    SequenceCheck::Duplicate {
-                        base_offset,
-                        last_offset,
-                    } => {
-                        // A retry: answer with the original offsets, append nothing.
-                        return Ok(AppendInfo {
-                            base_offset,
-                            last_offset,
-                            log_start_offset: p.log_start_offset(),
-                        });
-                    }
-                }
-            }
-            let appended = p.append(&batch, self.epoch, now_ms);
-            match appended {
-                Ok((base, last)) => {
-                    self.log_end.store(last.0 + 1, Ordering::Release);
-                    let flush_due = self.flush_due(last, now_ms, p.config());
-                    (
-                        base,
-                        last,
-                        p.log_start_offset(),
-                        p.log_mut().sync_target(),
-                        flush_due,
-                    )
-                }
-                Err(e @ StorageError::Io { .. }) => {
-                    drop(p);
+        self.append_group(std::iter::once((batch, now_ms)))
+            .pop()
+            .expect("one result per batch")
+    }
+
+    /// Appends consecutive batches under one lock hold and hands what they wrote
+    /// to the flusher once (a group commit); one result per batch, in order. A
+    /// batch refused (sequence, size) does not stop the ones after it; an I/O
+    /// error takes the partition offline and fails the rest.
+    pub fn append_group(
+        self: &Arc<Self>,
+        batches: impl IntoIterator<Item = (Bytes, i64)>,
+    ) -> Vec<Result<AppendInfo, ReplicaError>> {
+        let mut results = Vec::new();
+        let (target, flush_due) = {
+            let mut p = match self.check_online().and_then(|()| self.partition()) {
+                Ok(p) => p,
+                Err(e) => {
                     let reason = e.to_string();
-                    self.fail(reason);
-                    return Err(e.into());
+                    return batches
+                        .into_iter()
+                        .map(|_| {
+                            Err(ReplicaError::Offline {
+                                partition: self.name.clone(),
+                                reason: reason.clone(),
+                            })
+                        })
+                        .collect();
                 }
-                Err(e) => return Err(e.into()),
+            };
+            let mut flush_due = false;
+            let mut failed: Option<String> = None;
+            for (batch, now_ms) in batches {
+                if let Some(reason) = &failed {
+                    results.push(Err(ReplicaError::Offline {
+                        partition: self.name.clone(),
+                        reason: reason.clone(),
+                    }));
+                    continue;
+                }
+                let result = self.append_locked(&mut p, &batch, now_ms);
+                if let Ok(info) = &result {
+                    flush_due |= self.flush_due(info.last_offset, now_ms, p.config());
+                }
+                if let Err(ReplicaError::Storage(e @ StorageError::Io { .. })) = &result {
+                    failed = Some(e.to_string());
+                }
+                results.push(result);
             }
+            let target = p.log_mut().sync_target();
+            drop(p);
+            if let Some(reason) = failed {
+                self.fail(reason);
+            }
+            (target, flush_due)
         };
         if let Some(target) = target {
             if flush_due {
@@ -276,15 +317,56 @@ impl Replica {
                 // (appends run on the I/O pool, never on a network thread).
                 let result = target.files.iter().try_for_each(|f| f.sync_data());
                 self.flushed(target.end, result.map_err(Arc::new));
-                self.check_online()?;
+                if let Err(e) = self.check_online() {
+                    let reason = e.to_string();
+                    for r in results.iter_mut().filter(|r| r.is_ok()) {
+                        *r = Err(ReplicaError::Offline {
+                            partition: self.name.clone(),
+                            reason: reason.clone(),
+                        });
+                    }
+                }
             } else {
                 self.submit_flush(target);
             }
         }
+        results
+    }
+
+    /// One batch of a group, the partition locked: the producer's sequence check,
+    /// then the append.
+    fn append_locked(
+        &self,
+        p: &mut Partition,
+        batch: &Bytes,
+        now_ms: i64,
+    ) -> Result<AppendInfo, ReplicaError> {
+        let view = BatchView::parse(batch).map_err(StorageError::from)?;
+        let producer_id = view.producer_id();
+        if producer_id >= 0 && !view.is_control() {
+            let (epoch, first_seq) = (view.producer_epoch(), view.base_sequence());
+            let seq_end = last_seq(first_seq, view.last_offset_delta());
+            if let SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } = p
+                .producers()
+                .check(producer_id, epoch, first_seq, seq_end)?
+            {
+                // A retry: answer with the original offsets, append nothing.
+                return Ok(AppendInfo {
+                    base_offset,
+                    last_offset,
+                    log_start_offset: p.log_start_offset(),
+                });
+            }
+        }
+        let (base, last) = p.append(batch, self.epoch, now_ms)?;
+        self.log_end.store(last.0 + 1, Ordering::Release);
         Ok(AppendInfo {
             base_offset: base,
             last_offset: last,
-            log_start_offset: log_start,
+            log_start_offset: p.log_start_offset(),
         })
     }
 

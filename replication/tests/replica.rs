@@ -15,6 +15,7 @@ fn replica(dir: &std::path::Path, source: HighWatermarkSource) -> (Arc<Replica>,
     let context = ReplicaContext {
         flusher: Arc::clone(&flusher),
         commits: Commits::new(),
+        io: Arc::new(tokio::sync::Semaphore::new(2)),
         high_watermark: source,
     };
     let r = Replica::open("t-0".into(), dir.join("t-0"), LogConfig::default(), context);

@@ -3,9 +3,10 @@
 //!
 //! A group lives in partition `abs(javaHash(group)) % partitions` of that topic, and
 //! the coordinator of a group is that partition's leader (this broker, until
-//! replication lands). Every change is appended to the partition while the group's
-//! lock is held, so the log holds changes in the order they were made; replies wait
-//! until the append is durable. On start the coordinator replays the topic.
+//! replication lands). Every change is queued for the partition's append task while
+//! the group's lock is held (never appended on a network thread), so the log holds
+//! changes in the order they were made; replies wait until the append is durable.
+//! On start the coordinator replays the topic.
 //!
 //! ```text
 //!  handlers/{join,sync,heartbeat,...}.rs ─► Coordinator ─► Group (state.rs, pure)
@@ -26,8 +27,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use sluice_protocol::batch::{build_batch, Batches, KeyValue};
 use sluice_protocol::records::{parse_records, records_data};
-use sluice_protocol::types::Offset;
-use sluice_replication::Replica;
+use sluice_replication::{AppendTicket, Replica, ReplicaError};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
@@ -72,18 +72,24 @@ pub struct Committer {
     pub generation: i32,
 }
 
-/// An append to a group's partition, durable once the partition commits it.
+/// An append queued for a group's partition, durable once the partition appended
+/// and then committed it.
 struct Durable {
     replica: Arc<Replica>,
-    end: Offset,
+    ticket: AppendTicket,
 }
 
 impl Durable {
     async fn wait(self) -> Result<(), GroupError> {
-        self.replica.wait_committed(self.end).await.map_err(|e| {
+        let failed = |e: ReplicaError| {
             warn!(partition = self.replica.name(), error = %e, "group state not durable");
             GroupError::Storage
-        })
+        };
+        let info = self.ticket.appended().await.map_err(failed)?;
+        self.replica
+            .wait_committed(info.last_offset.next())
+            .await
+            .map_err(failed)
     }
 }
 
@@ -223,18 +229,25 @@ impl Coordinator {
         )
     }
 
-    /// Appends records for a group. Called with the group's lock held.
+    /// Queues records for a group's partition, without waiting: called with the
+    /// group's lock held, so the log holds a group's changes in the order they were
+    /// made. A full queue is an error the client retries
+    /// (COORDINATOR_NOT_AVAILABLE), never an append out of order.
     fn append(
         replica: &Arc<Replica>,
         records: &[KeyValue<'_>],
         now: i64,
     ) -> Result<Durable, GroupError> {
         let batch = build_batch(now, records);
-        match replica.append_now(Bytes::from(batch), now) {
-            Ok(info) => Ok(Durable {
+        match replica.try_enqueue(Bytes::from(batch), now) {
+            Ok(Some(ticket)) => Ok(Durable {
                 replica: Arc::clone(replica),
-                end: info.last_offset.next(),
+                ticket,
             }),
+            Ok(None) => {
+                warn!(partition = replica.name(), "group state append queue full");
+                Err(GroupError::Storage)
+            }
             Err(e) => {
                 warn!(partition = replica.name(), error = %e, "cannot store group state");
                 Err(GroupError::Storage)

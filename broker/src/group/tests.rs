@@ -24,6 +24,7 @@ impl Setup {
         let context = ReplicaContext {
             flusher: Arc::clone(&flusher),
             commits: Commits::new(),
+            io: Arc::new(tokio::sync::Semaphore::new(2)),
             high_watermark: HighWatermarkSource::LocalFlush,
         };
         let cluster = Cluster::open(config, context).expect("cluster");

@@ -9,6 +9,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_protocol::codec::{ApiRange, Request};
 
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
 use crate::budget::{ConnectionBudget, HandlerFailed, Held};
 use crate::group::GroupError;
 use crate::Broker;
@@ -87,8 +89,15 @@ pub type Handling = Pin<Box<dyn Future<Output = Result<Option<Answer>, HandlerFa
 
 /// How the rest of a started request runs against the connection's later requests.
 pub enum Started {
-    /// The ordered phase is done (a produce appended); the rest waits for commit
-    /// or data concurrently with later requests.
+    /// A produce's batches are queued; the rest (their appends, then commit) runs
+    /// concurrently with later requests. `settled` fires once the produce took
+    /// effect (appended, or committed for acks=all): a later request other than
+    /// Produce waits for it, so that it sees the writes sent before it.
+    Produce {
+        settled: oneshot::Receiver<()>,
+        handling: Handling,
+    },
+    /// The rest waits for data concurrently with later requests (a fetch).
     Concurrent(Handling),
     /// The request must finish before the connection's next request starts, so a
     /// read that follows a write on one connection sees it (Kafka processes one
@@ -99,6 +108,7 @@ pub enum Started {
 impl std::fmt::Debug for Started {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Started::Produce { .. } => "Produce",
             Started::Concurrent(_) => "Concurrent",
             Started::InOrder(_) => "InOrder",
         })
@@ -106,33 +116,42 @@ impl std::fmt::Debug for Started {
 }
 
 /// Starts a request. Work whose order matters happens before this returns (a
-/// produce's appends, on the I/O pool) or before the connection's next request
-/// ([`Started::InOrder`]); fetches, which only read, run concurrently.
+/// produce's queueing, after its validation) or before the connection's next
+/// request ([`Started::InOrder`]); fetches, which only read, run concurrently.
+/// `frame_budget` (the request budget of a large frame) is held while the
+/// request's bytes are: for a produce until its batches are appended.
 pub async fn start(
     broker: &Arc<Broker>,
     request: Request,
     peer_host: &str,
     budget: &ConnectionBudget,
+    frame_budget: Option<OwnedSemaphorePermit>,
 ) -> Result<Started, HandlerFailed> {
     let broker = Arc::clone(broker);
     let version = request.version;
     Ok(match request.body {
         RequestKind::Produce(r) => {
-            let pending = if produce::appends_inline(&broker, &r) {
-                produce::append(&broker, r, version)
+            let prepared = if produce::prepares_inline(&broker, &r) {
+                produce::prepare(&broker, r, version)
             } else {
                 let b = Arc::clone(&broker);
                 broker
                     .budgets
-                    .io(move || produce::append(&b, r, version))
+                    .io(move || produce::prepare(&b, r, version))
                     .await?
             };
-            Started::Concurrent(Box::pin(async move {
-                Ok(produce::finish(pending).await.map(|r| Answer {
-                    body: ResponseKind::Produce(r),
-                    held: Held::new(),
-                }))
-            }))
+            let pending = produce::enqueue(prepared).await;
+            let (settled_tx, settled) = oneshot::channel();
+            Started::Produce {
+                settled,
+                handling: Box::pin(async move {
+                    let response = produce::finish(pending, settled_tx, frame_budget).await;
+                    Ok(response.map(|r| Answer {
+                        body: ResponseKind::Produce(r),
+                        held: Held::new(),
+                    }))
+                }),
+            }
         }
         RequestKind::Fetch(r) => {
             let budget = budget.clone();

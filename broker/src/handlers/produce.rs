@@ -1,5 +1,11 @@
-//! Produce (key 0): validate each partition's batch by header and CRC, append it to
-//! the partition leader, answer as `acks` asks.
+//! Produce (key 0): validate each partition's batch by header and CRC, queue it for
+//! the partition's append task, answer as `acks` asks.
+//!
+//! ```text
+//!  prepare (validation, topic policies; on the I/O pool when heavy)
+//!    ─► enqueue (the ordered phase: per-partition queues, in request order)
+//!    ─► finish (concurrent: appended = acks=1, then the high watermark for acks=all)
+//! ```
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +20,14 @@ use sluice_protocol::batch::{set_log_append_time, validate_produce_records, Batc
 use sluice_protocol::records::{keyless_records, reencode_batch, RecordsError};
 use sluice_protocol::types::Offset;
 use sluice_protocol::BatchError;
-use sluice_replication::{Acks, Replica, ReplicaError};
+use sluice_replication::{Acks, AppendTicket, Replica, ReplicaError};
 use sluice_storage::{ProducerError, StorageError};
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tracing::debug;
 
 use super::{code, str_bytes};
 use crate::cluster::{is_internal_topic, Topic};
-use crate::topic_config::{FLUSH_MESSAGES, FLUSH_MS, MAX_MESSAGE_BYTES};
+use crate::topic_config::MAX_MESSAGE_BYTES;
 use crate::Broker;
 
 fn batch_error_code(e: &BatchError) -> ResponseError {
@@ -152,8 +159,38 @@ fn apply_topic_policies(
 /// One partition's answer while the request is being processed.
 struct Outcome {
     response: PartitionProduceResponse,
-    /// Replica and offset to wait for (acks=all).
+    /// The queued batch, until it is appended.
+    ticket: Option<(Arc<Replica>, AppendTicket)>,
+    /// Replica and offset to wait for (acks=all), once appended.
     commit_wait: Option<(Arc<Replica>, Offset)>,
+}
+
+/// One partition's batch, validated and ready to queue, or its answer already.
+enum Prepared {
+    Ready {
+        index: i32,
+        replica: Arc<Replica>,
+        batch: Bytes,
+        log_append_time_ms: i64,
+    },
+    Answered(Outcome),
+}
+
+/// A produce whose batches are validated, not yet queued.
+pub struct PreparedProduce {
+    topics: Vec<(TopicName, Vec<Prepared>)>,
+    acks: Option<Acks>,
+    timeout_ms: i32,
+    now_ms: i64,
+}
+
+impl std::fmt::Debug for PreparedProduce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedProduce")
+            .field("topics", &self.topics.len())
+            .field("acks", &self.acks)
+            .finish()
+    }
 }
 
 fn failed(index: i32, error: ResponseError, message: Option<String>) -> Outcome {
@@ -185,11 +222,13 @@ fn rejected(index: i32, rejection: Rejection) -> Outcome {
             .with_base_offset(-1)
             .with_error_message(message)
             .with_record_errors(record_errors),
+        ticket: None,
         commit_wait: None,
     }
 }
 
-/// A produce whose batches are appended and whose answer may still wait for commit.
+/// A produce whose batches are queued and whose answer waits for their appends
+/// (and, for acks=all, their commit).
 pub struct PendingProduce {
     topics: Vec<(TopicName, Vec<Outcome>)>,
     acks: Option<Acks>,
@@ -205,42 +244,35 @@ impl std::fmt::Debug for PendingProduce {
     }
 }
 
-/// Record bytes up to which a produce's ordered phase runs on the network thread:
-/// a `pwrite` of this much into the page cache costs less than the hand-off to
-/// the I/O pool. Larger requests, and any that compress, decode records or sync,
-/// go to the I/O pool.
-const INLINE_APPEND_BYTES_MAX: usize = 64 << 10;
+/// Record bytes up to which a produce is validated on the network thread: the
+/// header walk of this much costs less than the hand-off to the I/O pool. Larger
+/// requests, and any that re-encode or decode records, are validated on the pool.
+const INLINE_PREPARE_BYTES_MAX: usize = 64 << 10;
 
-/// Whether the ordered phase of `request` is cheap enough for a network thread:
-/// small, and on topics that neither re-encode nor decode records nor sync per
-/// append (`flush.messages`, `flush.ms`).
-pub fn appends_inline(broker: &Broker, request: &ProduceRequest) -> bool {
+/// Whether validating `request` is cheap enough for a network thread: small, and
+/// on topics that neither re-encode nor decode records.
+pub fn prepares_inline(broker: &Broker, request: &ProduceRequest) -> bool {
     let mut bytes = 0usize;
     for topic_data in &request.topic_data {
         for pd in &topic_data.partition_data {
             bytes += pd.records.as_ref().map_or(0, |r| r.len());
         }
-        if bytes > INLINE_APPEND_BYTES_MAX {
+        if bytes > INLINE_PREPARE_BYTES_MAX {
             return false;
         }
         let Some(topic) = broker.cluster.topic(topic_data.name.0.as_str()) else {
             continue;
         };
-        let c = &topic.configs;
-        let d = &broker.config.log;
-        // Both default to never (i64::MAX); anything else may sync in the append.
-        let syncs = c.i64_or(FLUSH_MESSAGES, d.flush_messages) != i64::MAX
-            || c.i64_or(FLUSH_MS, d.flush_ms) != i64::MAX;
-        if c.compression_target().is_some() || c.compacts() || syncs {
+        if topic.configs.compression_target().is_some() || topic.configs.compacts() {
             return false;
         }
     }
     true
 }
 
-/// The ordered phase: validates and appends every partition's batch now, so that
-/// requests of one connection reach the log in the order they were sent.
-pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> PendingProduce {
+/// Validates every partition's batch and applies its topic's policies; nothing is
+/// queued yet.
+pub fn prepare(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> PreparedProduce {
     let acks = match request.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
@@ -256,19 +288,23 @@ pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> P
         let mut outcomes = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
             let index = pd.index;
-            let Some(acks) = acks else {
-                outcomes.push(failed(index, ResponseError::InvalidRequiredAcks, None));
+            if acks.is_none() {
+                outcomes.push(Prepared::Answered(failed(
+                    index,
+                    ResponseError::InvalidRequiredAcks,
+                    None,
+                )));
                 continue;
-            };
+            }
             if internal {
                 // Only the broker writes its internal topics: a client's records there
                 // would rewrite other groups' offsets on the next load.
                 let message = format!("Cannot append to internal topic {name}");
-                outcomes.push(failed(
+                outcomes.push(Prepared::Answered(failed(
                     index,
                     ResponseError::InvalidTopicException,
                     Some(message),
-                ));
+                )));
                 continue;
             }
             let Some(replica) = topic.as_ref().and_then(|t| {
@@ -276,7 +312,11 @@ pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> P
                     .ok()
                     .and_then(|i| t.partitions.get(i))
             }) else {
-                outcomes.push(failed(index, ResponseError::UnknownTopicOrPartition, None));
+                outcomes.push(Prepared::Answered(failed(
+                    index,
+                    ResponseError::UnknownTopicOrPartition,
+                    None,
+                )));
                 continue;
             };
             let topic = topic.as_ref().expect("partition found above");
@@ -290,12 +330,16 @@ pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> P
                     "batch of {} bytes exceeds max.message.bytes {max_bytes}",
                     records.len()
                 );
-                outcomes.push(failed(index, ResponseError::MessageTooLarge, Some(message)));
+                outcomes.push(Prepared::Answered(failed(
+                    index,
+                    ResponseError::MessageTooLarge,
+                    Some(message),
+                )));
                 continue;
             }
             if let Err(e) = validate_produce_records(&records, inflate_limit(max_bytes)) {
                 debug!(topic = %name, partition = index, error = %e, "rejected batch");
-                outcomes.push(rejected(index, Rejection::batch(&e)));
+                outcomes.push(Prepared::Answered(rejected(index, Rejection::batch(&e))));
                 continue;
             }
             let (batch, log_append_time_ms) = match apply_topic_policies(
@@ -304,44 +348,114 @@ pub fn append(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> P
                 Ok(prepared) => prepared,
                 Err(rejection) => {
                     debug!(topic = %name, partition = index, message = %rejection.message, "rejected batch");
-                    outcomes.push(rejected(index, rejection));
+                    outcomes.push(Prepared::Answered(rejected(index, rejection)));
                     continue;
                 }
             };
-            match replica.append_now(batch, now_ms) {
-                Ok(info) => outcomes.push(Outcome {
+            outcomes.push(Prepared::Ready {
+                index,
+                replica: Arc::clone(replica),
+                batch,
+                log_append_time_ms,
+            });
+        }
+        topics.push((topic_data.name, outcomes));
+    }
+    PreparedProduce {
+        topics,
+        acks,
+        timeout_ms: request.timeout_ms,
+        now_ms,
+    }
+}
+
+/// The ordered phase: queues every partition's batch for its append task, so that
+/// requests of one connection reach each log in the order they were sent. Waits
+/// while a partition's queue is full.
+pub async fn enqueue(prepared: PreparedProduce) -> PendingProduce {
+    let PreparedProduce {
+        topics,
+        acks,
+        timeout_ms,
+        now_ms,
+    } = prepared;
+    let mut queued = Vec::with_capacity(topics.len());
+    for (name, partitions) in topics {
+        let mut outcomes = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            let (index, replica, batch, log_append_time_ms) = match p {
+                Prepared::Answered(outcome) => {
+                    outcomes.push(outcome);
+                    continue;
+                }
+                Prepared::Ready {
+                    index,
+                    replica,
+                    batch,
+                    log_append_time_ms,
+                } => (index, replica, batch, log_append_time_ms),
+            };
+            match replica.enqueue(batch, now_ms).await {
+                Ok(ticket) => outcomes.push(Outcome {
                     response: PartitionProduceResponse::default()
                         .with_index(index)
-                        .with_base_offset(info.base_offset.0)
-                        .with_log_append_time_ms(log_append_time_ms)
-                        .with_log_start_offset(info.log_start_offset.0),
-                    commit_wait: (acks == Acks::All)
-                        .then(|| (Arc::clone(replica), info.last_offset.next())),
+                        .with_log_append_time_ms(log_append_time_ms),
+                    ticket: Some((replica, ticket)),
+                    commit_wait: None,
                 }),
                 Err(e) => outcomes.push(failed(index, replica_error_code(&e), Some(e.to_string()))),
             }
         }
-        topics.push((topic_data.name, outcomes));
+        queued.push((name, outcomes));
     }
     PendingProduce {
-        topics,
+        topics: queued,
         acks,
-        timeout_ms: request.timeout_ms,
+        timeout_ms,
     }
 }
 
-/// The concurrent phase: waits for commits (acks=all) and builds the answer;
-/// `None` for acks=0.
-pub async fn finish(pending: PendingProduce) -> Option<ProduceResponse> {
+/// The concurrent phase: waits for the appends (then the request's frame budget
+/// goes), for commits (acks=all), and builds the answer; `None` for acks=0.
+/// `settled` fires once the produce took effect as its acks promise: appended
+/// (acks 0 and 1) or committed (acks=all).
+pub async fn finish(
+    pending: PendingProduce,
+    settled: oneshot::Sender<()>,
+    frame_budget: Option<OwnedSemaphorePermit>,
+) -> Option<ProduceResponse> {
     let PendingProduce {
         mut topics,
         acks,
         timeout_ms,
     } = pending;
+    for (_, outcomes) in topics.iter_mut() {
+        for outcome in outcomes.iter_mut() {
+            let Some((replica, ticket)) = outcome.ticket.take() else {
+                continue;
+            };
+            match ticket.appended().await {
+                Ok(info) => {
+                    outcome.response.base_offset = info.base_offset.0;
+                    outcome.response.log_start_offset = info.log_start_offset.0;
+                    if acks == Some(Acks::All) {
+                        outcome.commit_wait = Some((replica, info.last_offset.next()));
+                    }
+                }
+                Err(e) => {
+                    let index = outcome.response.index;
+                    *outcome = failed(index, replica_error_code(&e), Some(e.to_string()));
+                }
+            }
+        }
+    }
+    drop(frame_budget);
     if acks == Some(Acks::None) {
+        let _ = settled.send(());
         return None;
     }
     wait_for_commits(&mut topics, timeout_ms).await;
+    let _ = settled.send(());
     let responses = topics
         .into_iter()
         .map(|(name, outcomes)| {
