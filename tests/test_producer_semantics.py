@@ -231,3 +231,37 @@ def test_log_append_time_and_keyless_records_on_compacted_topics(broker):
     p.flush(10)
     assert errors[0] is not None and errors[0].code() == KafkaError.INVALID_RECORD, errors
     assert errors[1] is None
+
+
+def test_java_producer_fails_exactly_the_keyless_records_of_a_mixed_batch(broker, tmp_path):
+    """Produce v8+ record_errors as the Java client reads them: the keyless records
+    of a batch on a compacted topic fail with InvalidRecordException naming the
+    reason; the keyed records of the same batch fail with the client's generic
+    "part of a batch" error, so the application can retry exactly those."""
+    import json
+    import subprocess
+    from conftest import KAFKA_LIBS, ROOT
+
+    create(broker.bootstrap, "customers.profiles", **{"cleanup.policy": "compact"})
+    src = ROOT / "tests" / "java" / "MixedBatchProducer.java"
+    subprocess.run(["javac", "-cp", f"{KAFKA_LIBS}/*", "-d", str(tmp_path), str(src)],
+                   check=True, capture_output=True, text=True)
+    run = subprocess.run(
+        ["java", "-Xmx256m", "-cp", f"{tmp_path}:{KAFKA_LIBS}/*",
+         "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+         "MixedBatchProducer", broker.bootstrap, "customers.profiles", "k-kk-"],
+        capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    outcomes = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert [o["index"] for o in outcomes] == [0, 1, 2, 3, 4]
+    for i in (1, 4):
+        assert outcomes[i]["error"] == "org.apache.kafka.common.InvalidRecordException", outcomes
+        assert "Compacted topic cannot accept message without key" in outcomes[i]["message"]
+    for i in (0, 2, 3):
+        assert outcomes[i]["error"] == "org.apache.kafka.common.KafkaException", outcomes
+        assert "part of a batch" in outcomes[i]["message"], outcomes
+    # Nothing of the refused batch was stored.
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "mixed-check"})
+    low, high = c.get_watermark_offsets(TopicPartition("customers.profiles", 0), timeout=10)
+    c.close()
+    assert (low, high) == (0, 0)
