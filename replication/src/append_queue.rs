@@ -1,14 +1,16 @@
 //! A partition's append queue: the produce path's ordered phase enqueues validated
 //! batches here and does no disk I/O itself; one task per partition takes every
 //! batch queued meanwhile and appends them together with
-//! [`Replica::append_group`] on a blocking thread (one lock hold, one flush
-//! request: the group commit, and where a Raft proposal of many producer
-//! batches goes with replication). Each batch's ticket resolves once it is
+//! [`Replica::append_group`] (one lock hold, one flush request: the group commit,
+//! and where a Raft proposal of many producer batches goes with replication): on
+//! a blocking thread, or in the task itself when the group is small and fits the
+//! open active segment ([`Replica::appends_inline`]). Each batch's ticket resolves once it is
 //! appended (acks=1); acks=all then waits for the high watermark.
 //!
 //! ```text
 //!  enqueue(batch) ─► bounded queue (waits when full) ─► ticket
-//!  task: recv_many ─► I/O permit ─► spawn_blocking(append_group) ─► tickets resolve
+//!  task: recv_many ─► small, no roll? append_group here
+//!                   ─► else I/O permit ─► spawn_blocking(append_group) ─► tickets resolve
 //! ```
 //!
 //! The queue holds at most [`QUEUED_BATCHES_MAX`] batches; a producer that outruns
@@ -124,24 +126,36 @@ async fn run(replica: Weak<Replica>, mut rx: mpsc::Receiver<Queued>, io: Arc<Sem
         let Some(r) = replica.upgrade() else {
             return;
         };
+        let queued = std::mem::take(&mut group);
+        let bytes: usize = queued.iter().map(|q| q.batch.len()).sum();
+        let now_ms = queued.last().map_or(0, |q| q.now_ms);
+        if r.appends_inline(bytes, now_ms) {
+            // Small, into open files: cheaper here than a hand-off.
+            append(&r, queued);
+            continue;
+        }
         let Ok(permit) = Arc::clone(&io).acquire_owned().await else {
             return;
         };
-        let queued = std::mem::take(&mut group);
         let appended = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let (inputs, dones): (Vec<_>, Vec<_>) = queued
-                .into_iter()
-                .map(|q| ((q.batch, q.now_ms), q.done))
-                .unzip();
-            for (done, result) in dones.into_iter().zip(r.append_group(inputs)) {
-                let _ = done.send(result);
-            }
+            append(&r, queued);
         })
         .await;
         if let Err(e) = appended {
             // The waiters of that group see their tickets dropped: outcome unknown.
             error!(error = %e, "a partition append group failed");
         }
+    }
+}
+
+/// Appends a group and resolves its tickets.
+fn append(replica: &Arc<Replica>, queued: Vec<Queued>) {
+    let (inputs, dones): (Vec<_>, Vec<_>) = queued
+        .into_iter()
+        .map(|q| ((q.batch, q.now_ms), q.done))
+        .unzip();
+    for (done, result) in dones.into_iter().zip(replica.append_group(inputs)) {
+        let _ = done.send(result);
     }
 }

@@ -39,6 +39,12 @@ impl Commits {
     }
 }
 
+/// Bytes of a group up to which its append may run on an async thread: a `pwrite`
+/// of this much into the page cache costs less than the hand-off to an I/O thread
+/// (measured with the Java producer: the hand-off per request cost about 20% at
+/// acks=1).
+const INLINE_APPEND_BYTES_MAX: usize = 64 << 10;
+
 /// Who moves a replica's high watermark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HighWatermarkSource {
@@ -246,6 +252,23 @@ impl Replica {
     ) -> Result<Option<AppendTicket>, ReplicaError> {
         self.check_online()?;
         self.queue().try_enqueue(&self.name, batch, now_ms)
+    }
+
+    /// Whether a group of `bytes` may be appended on the calling (async) thread:
+    /// small, written into the open active segment only (no roll: no file or
+    /// directory is created), and on a log that does not sync per append
+    /// (`flush.messages`, `flush.ms`). Anything else goes to an I/O thread.
+    pub fn appends_inline(&self, bytes: usize, now_ms: i64) -> bool {
+        if bytes > INLINE_APPEND_BYTES_MAX {
+            return false;
+        }
+        let Ok(p) = self.partition() else {
+            return false;
+        };
+        let config = p.config();
+        config.flush_messages == i64::MAX
+            && config.flush_ms == i64::MAX
+            && p.fits_active_segment(bytes as u64, now_ms)
     }
 
     /// Appends a validated batch now (acks=1 semantics); callers that need the

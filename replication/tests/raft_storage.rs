@@ -206,6 +206,30 @@ mod restart {
                 Offset(39),
                 "1 control offset + 19 x 2 records"
             );
+            // Unasked, a snapshot is taken at the log start: installing it (or the
+            // purge after building it) cannot remove readable records.
+            let at_start = leader_sm
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("snapshot");
+            assert_eq!(at_start.meta.last_log_id, None);
+            assert_eq!(at_start.meta.last_membership, StoredMembership::default());
+            leader.purge(log_id(1, 4)).await.expect("purge");
+            let after_purge = leader_sm
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("snapshot");
+            assert_eq!(after_purge.meta.last_log_id, Some(log_id(1, 4)));
+            assert_eq!(
+                after_purge.meta.last_membership,
+                StoredMembership::new(Some(log_id(1, 0)), membership.clone())
+            );
+            // Retention asks for the point below its new log start.
+            leader_sm.request_snapshot_at(log_id(1, 19), Offset(39));
             let snapshot = leader_sm
                 .get_snapshot_builder()
                 .await
@@ -318,6 +342,7 @@ mod restart {
                     .map(|e| Ok((e, None))),
             );
             leader_sm.apply(stream).await.expect("apply");
+            leader_sm.request_snapshot_at(log_id(1, 5), Offset(18));
             let snapshot = leader_sm
                 .get_snapshot_builder()
                 .await

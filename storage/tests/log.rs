@@ -635,3 +635,32 @@ fn entries_read_back_in_order_across_segments_within_a_byte_bound() {
     assert_eq!(rest.first().map(|e| e.index), Some(100));
     assert_eq!(rest.len(), 100);
 }
+
+#[test]
+fn fits_active_segment_says_when_an_append_would_roll() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    assert!(
+        log.fits_active_segment(1024, 1000),
+        "an empty segment never rolls"
+    );
+    assert!(
+        !log.fits_active_segment(1025, 1000),
+        "larger than a segment"
+    );
+    let mut b = batch(1, 20, 1000);
+    let size = b.len() as u64;
+    log.append(&mut b, LeaderEpoch(1), 1000).expect("append");
+    assert!(log.fits_active_segment(1024 - size, 1000));
+    assert!(!log.fits_active_segment(1024 - size + 1, 1000));
+    let segments = log.segment_count();
+    let mut b = batch(2, 1, 1000);
+    let small = b.len() as u64;
+    assert!(log.fits_active_segment(small, 1000));
+    log.append(&mut b, LeaderEpoch(1), 1000).expect("append");
+    assert_eq!(
+        log.segment_count(),
+        segments,
+        "an append that fits does not roll"
+    );
+}

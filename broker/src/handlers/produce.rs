@@ -244,10 +244,11 @@ impl std::fmt::Debug for PendingProduce {
     }
 }
 
-/// Record bytes up to which a produce is validated on the network thread: the
-/// header walk of this much costs less than the hand-off to the I/O pool. Larger
-/// requests, and any that re-encode or decode records, are validated on the pool.
-const INLINE_PREPARE_BYTES_MAX: usize = 64 << 10;
+/// Record bytes up to which a produce is validated on the network thread: the CRC
+/// and the record-length walk of this much cost less than a hand-off to the I/O
+/// pool (the append itself is on the pool in any case). Larger requests, and any
+/// that re-encode or decode records, are validated on the pool.
+const INLINE_PREPARE_BYTES_MAX: usize = 1 << 20;
 
 /// Whether validating `request` is cheap enough for a network thread: small, and
 /// on topics that neither re-encode nor decode records.

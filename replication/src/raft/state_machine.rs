@@ -5,6 +5,12 @@
 //!
 //! A snapshot is that state at a point: a replica that installs one restarts its
 //! log empty right after the point (unless it already holds the point's entry).
+//! The point is never past the log start, so that installing a snapshot (and the
+//! purge openraft makes after building one) never removes records consumers can
+//! still read: it is the point retention asked for
+//! ([`PartitionStateMachine::request_snapshot_at`]), else the entry just below the
+//! log start. Only a state machine whose log does not hold its applied entries
+//! (they were never stored here) snapshots at what it applied.
 //! The current snapshot is kept in `raft-snapshot` beside the segments, synced,
 //! so a restarted replica knows where its log starts.
 //!
@@ -30,9 +36,10 @@ use sluice_protocol::batch::BatchView;
 use sluice_protocol::types::Offset;
 use sluice_storage::{Log, LogStart, ProducerStates};
 
-use super::codec::{decode_membership, encode_membership, epoch_of};
+use super::codec::{decode_membership, encode_membership, epoch_of, term_of};
 use super::log_store::SharedLog;
 use super::{log_id, AppliedBatch, PartitionRaft, RaftLogId};
+use crate::partition::Partition;
 
 /// Called with the high watermark (the offset after the last applied entry).
 pub type CommitHook = Arc<dyn Fn(Offset) + Send + Sync>;
@@ -50,6 +57,8 @@ const SNAPSHOT_MAGIC: &[u8; 4] = b"SLSS";
 const VERSION: u8 = 0;
 /// Largest snapshot file read.
 const SNAPSHOT_BYTES_MAX: u64 = 64 << 20;
+/// Memberships remembered for snapshots below the applied entry (changes are rare).
+const MEMBERSHIPS_KEPT: usize = 8;
 
 #[derive(Debug, Clone)]
 struct Current {
@@ -62,7 +71,11 @@ pub struct PartitionStateMachine {
     log: SharedLog,
     applied: Option<RaftLogId>,
     membership: Membership,
+    /// The newest memberships applied, oldest first (the last is `membership`).
+    memberships: Vec<Membership>,
     next_offset: Offset,
+    /// Where the next snapshot is taken, when retention asked for a point.
+    target: Arc<Mutex<Option<(RaftLogId, Offset)>>>,
     current: Arc<Mutex<Option<Current>>>,
     on_commit: Option<CommitHook>,
     path: PathBuf,
@@ -87,7 +100,9 @@ impl PartitionStateMachine {
             log,
             applied: None,
             membership: Membership::default(),
+            memberships: Vec::new(),
             next_offset: Offset(0),
+            target: Arc::new(Mutex::new(None)),
             current: Arc::new(Mutex::new(None)),
             on_commit,
             path,
@@ -95,6 +110,7 @@ impl PartitionStateMachine {
         if let Some(c) = current {
             sm.applied = c.meta.last_log_id;
             sm.membership = c.meta.last_membership.clone();
+            sm.memberships = vec![sm.membership.clone()];
             sm.next_offset = decode_data(&c.data)?.0;
             *sm.current.lock() = Some(c);
         }
@@ -104,6 +120,21 @@ impl PartitionStateMachine {
     /// The offset after the last applied entry: the high watermark.
     pub fn next_offset(&self) -> Offset {
         self.next_offset
+    }
+
+    /// Asks for the next snapshot at entry `point`, after which the log starts at
+    /// `next_offset` (retention: the entry just below the new log start). Ignored
+    /// unless `point` is applied when the snapshot is built.
+    pub fn request_snapshot_at(&self, point: RaftLogId, next_offset: Offset) {
+        *self.target.lock() = Some((point, next_offset));
+    }
+
+    fn remember(&mut self, membership: Membership) {
+        self.membership = membership.clone();
+        self.memberships.push(membership);
+        if self.memberships.len() > MEMBERSHIPS_KEPT {
+            self.memberships.remove(0);
+        }
     }
 
     fn commit(&self) {
@@ -153,7 +184,7 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
                     })
                 }
                 EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    self.remember(StoredMembership::new(Some(entry.log_id), m.clone()));
                     self.stored_offsets(entry.log_id.index)?
                 }
                 EntryPayload::Blank => self.stored_offsets(entry.log_id.index)?,
@@ -178,11 +209,10 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         PartitionSnapshotBuilder {
-            meta: SnapshotMeta {
-                last_log_id: self.applied,
-                last_membership: self.membership.clone(),
-            },
+            applied: self.applied,
+            memberships: self.memberships.clone(),
             next_offset: self.next_offset,
+            target: self.target.lock().take(),
             log: Arc::clone(&self.log),
             current: Arc::clone(&self.current),
             path: self.path.clone(),
@@ -219,7 +249,8 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
         };
         write_snapshot(&self.path, &current)?;
         self.applied = meta.last_log_id;
-        self.membership = meta.last_membership.clone();
+        self.memberships.clear();
+        self.remember(meta.last_membership.clone());
         self.next_offset = next_offset;
         *self.current.lock() = Some(current);
         self.commit();
@@ -234,10 +265,13 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
     }
 }
 
-/// Builds the snapshot of the state taken when it was created.
+/// Builds a snapshot from the state taken when it was created, at the point the
+/// module documentation describes.
 pub struct PartitionSnapshotBuilder {
-    meta: Meta,
+    applied: Option<RaftLogId>,
+    memberships: Vec<Membership>,
     next_offset: Offset,
+    target: Option<(RaftLogId, Offset)>,
     log: SharedLog,
     current: Arc<Mutex<Option<Current>>>,
     path: PathBuf,
@@ -246,7 +280,7 @@ pub struct PartitionSnapshotBuilder {
 impl fmt::Debug for PartitionSnapshotBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PartitionSnapshotBuilder")
-            .field("meta", &self.meta)
+            .field("applied", &self.applied)
             .field("next_offset", &self.next_offset)
             .finish_non_exhaustive()
     }
@@ -256,14 +290,25 @@ impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn build_snapshot(&mut self) -> Result<PartitionSnapshot, io::Error> {
-        let producers = self
-            .log
-            .lock()
-            .producers_at(self.next_offset)
-            .map_err(io::Error::other)?;
+        let (point, next_offset, producers) = {
+            let mut log = self.log.lock();
+            let (point, next_offset) = self.point(&log)?;
+            let producers = log.producers_at(next_offset).map_err(io::Error::other)?;
+            (point, next_offset, producers)
+        };
+        let last_membership = self
+            .memberships
+            .iter()
+            .rev()
+            .find(|m| *m.log_id() <= point)
+            .cloned()
+            .unwrap_or_default();
         let current = Current {
-            meta: self.meta.clone(),
-            data: encode_data(self.next_offset, &producers),
+            meta: SnapshotMeta {
+                last_log_id: point,
+                last_membership,
+            },
+            data: encode_data(next_offset, &producers),
         };
         write_snapshot(&self.path, &current)?;
         *self.current.lock() = Some(current.clone());
@@ -271,6 +316,29 @@ impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
             meta: current.meta,
             snapshot: Cursor::new(current.data),
         })
+    }
+}
+
+impl PartitionSnapshotBuilder {
+    /// The snapshot's point and the offset after it.
+    fn point(&self, log: &Partition) -> io::Result<(Option<RaftLogId>, Offset)> {
+        if let Some((point, next)) = self.target {
+            if Some(point) <= self.applied {
+                return Ok((Some(point), next));
+            }
+        }
+        let holds_applied = self
+            .applied
+            .is_some_and(|a| (log.first_entry_index()..log.next_entry_index()).contains(&a.index));
+        if !holds_applied {
+            return Ok((self.applied, self.next_offset));
+        }
+        let purged = log
+            .log_start()
+            .last_purged()
+            .map(|(index, epoch)| Ok::<_, io::Error>(log_id(term_of(epoch)?, index)))
+            .transpose()?;
+        Ok((purged, log.log_start_offset()))
     }
 }
 

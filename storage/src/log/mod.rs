@@ -243,16 +243,8 @@ impl PartitionLog {
                 segment_bytes: self.config.segment_bytes,
             });
         }
-        let active = self.active();
-        let too_big = active.summary.size + size > self.config.segment_bytes;
-        let too_old = active
-            .first_append_ms
-            .is_some_and(|t| now_ms - t >= self.config.segment_ms);
-        // Index entries hold offsets relative to the segment base as Kafka's do
-        // (an int): a segment never holds an offset it cannot express.
-        let last = self.log_end_offset().0 + i64::from(batch_last_offset_delta(batch)?);
-        let too_far = last - active.base_offset.0 > RELATIVE_OFFSET_MAX;
-        if active.summary.size > 0 && (too_big || too_old || too_far || active.index_is_full()) {
+        let last_delta = i64::from(batch_last_offset_delta(batch)?);
+        if self.needs_roll(size, last_delta, now_ms) {
             self.roll()?;
         }
         let base = self.log_end_offset();
@@ -262,6 +254,28 @@ impl PartitionLog {
         self.unsynced_records += last.0 - base.0 + 1;
         self.unsynced_since_ms.get_or_insert(now_ms);
         Ok((base, last))
+    }
+
+    /// Whether appending `size` bytes whose last offset is `last_delta` past the log
+    /// end rolls the active segment first: it would outgrow `segment.bytes`, it is
+    /// older than `segment.ms`, its index is full, or its relative offsets (an int,
+    /// as Kafka's) could not express the batch. An empty segment never rolls.
+    fn needs_roll(&self, size: u64, last_delta: i64, now_ms: i64) -> bool {
+        let active = self.active();
+        let too_big = active.summary.size + size > self.config.segment_bytes;
+        let too_old = active
+            .first_append_ms
+            .is_some_and(|t| now_ms - t >= self.config.segment_ms);
+        let last = self.log_end_offset().0 + last_delta;
+        let too_far = last - active.base_offset.0 > RELATIVE_OFFSET_MAX;
+        active.summary.size > 0 && (too_big || too_old || too_far || active.index_is_full())
+    }
+
+    /// Whether `bytes` of batches fit the active segment as it is: appending them
+    /// writes into open files only (no roll, so no file or directory is created).
+    pub fn fits_active_segment(&self, bytes: u64, now_ms: i64) -> bool {
+        // A batch holds fewer records than bytes, so its offsets end within `bytes`.
+        bytes <= self.config.segment_bytes && !self.needs_roll(bytes, bytes as i64, now_ms)
     }
 
     /// Whether `flush.messages` or `flush.ms` ask for a sync now.
