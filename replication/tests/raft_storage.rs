@@ -98,6 +98,17 @@ mod restart {
         rx.await.expect("completed")
     }
 
+    /// Applies the stored entries of `range` to `sm`, as openraft's apply task does.
+    async fn apply_stored(
+        store: &mut PartitionLogStore,
+        sm: &mut PartitionStateMachine,
+        range: std::ops::Range<u64>,
+    ) {
+        let entries = store.try_get_log_entries(range).await.expect("read");
+        let stream = futures_util::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
+        sm.apply(stream).await.expect("apply");
+    }
+
     fn data(records: usize) -> ProducerBatch {
         let kv: Vec<_> = (0..records).map(|_| (None, Some(&b"order"[..]))).collect();
         ProducerBatch(Bytes::from(build_batch(1000, &kv)))
@@ -192,15 +203,7 @@ mod restart {
             let mut entries = vec![Entry::new_membership(log_id(1, 0), membership.clone())];
             entries.extend((1..20).map(|i| Entry::new_normal(log_id(1, i), data(2))));
             append(&mut leader, entries.clone()).await.expect("append");
-            let stream = futures_util::stream::iter(
-                leader
-                    .try_get_log_entries(0..20)
-                    .await
-                    .expect("read")
-                    .into_iter()
-                    .map(|e| Ok((e, None))),
-            );
-            leader_sm.apply(stream).await.expect("apply");
+            apply_stored(&mut leader, &mut leader_sm, 0..20).await;
             assert_eq!(
                 leader_sm.next_offset(),
                 Offset(39),
@@ -333,15 +336,7 @@ mod restart {
             assert_eq!(last_seq_of(&leader.log().lock(), 7), Some(23));
 
             // A snapshot at entry 5 carries the state as of its offset.
-            let stream = futures_util::stream::iter(
-                leader
-                    .try_get_log_entries(0..6)
-                    .await
-                    .expect("read")
-                    .into_iter()
-                    .map(|e| Ok((e, None))),
-            );
-            leader_sm.apply(stream).await.expect("apply");
+            apply_stored(&mut leader, &mut leader_sm, 0..6).await;
             leader_sm.request_snapshot_at(log_id(1, 5), Offset(18));
             let snapshot = leader_sm
                 .get_snapshot_builder()
