@@ -8,6 +8,7 @@
 //!   entry that arrives with offsets (replicated from a leader) must get the same
 //!   ones, or the logs have diverged and the append fails.
 //! - `save_vote` returns after the vote is synced.
+//! - File work runs on blocking threads, never on the async reactor.
 
 use std::fmt::Debug;
 use std::io;
@@ -83,6 +84,34 @@ fn purged_log_id(log: &Partition) -> io::Result<Option<RaftLogId>> {
         .last_purged()
         .map(|(index, epoch)| Ok(log_id(term_of(epoch)?, index)))
         .transpose()
+}
+
+/// Runs `work` on the partition on a blocking thread: file work (writes, syncs,
+/// file and directory changes, reads) never runs on the async reactor.
+async fn on_log<T, F>(log: &SharedLog, work: F) -> io::Result<T>
+where
+    F: FnOnce(&mut Partition) -> io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let log = Arc::clone(log);
+    blocking(move || work(&mut log.lock())).await
+}
+
+/// Runs `work` on a blocking thread.
+pub(crate) async fn blocking<T, F>(work: F) -> io::Result<T>
+where
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// Reads the entries of `[start, end)` that the log holds, off the reactor.
+async fn read_entries_blocking(log: &SharedLog, start: u64, end: u64) -> io::Result<Vec<Entry>> {
+    let log = Arc::clone(log);
+    blocking(move || read_entries(&log, start, end)).await
 }
 
 /// Reads the entries of `[start, end)` that the log holds.
@@ -182,7 +211,7 @@ impl RaftLogReader<PartitionRaft> for PartitionLogReader {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let (start, end) = bounds(&range);
-        read_entries(&self.log, start, end)
+        read_entries_blocking(&self.log, start, end).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -194,13 +223,14 @@ impl RaftLogReader<PartitionRaft> for PartitionLogReader {
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry>, io::Error> {
-        let chunk = self
-            .log
-            .lock()
-            .log_mut()
-            .read_entries(start, end, READ_CHUNK_BYTES)
-            .map_err(io_error)?;
-        chunk.into_iter().map(decode).collect()
+        on_log(&self.log, move |log| {
+            let chunk = log
+                .log_mut()
+                .read_entries(start, end, READ_CHUNK_BYTES)
+                .map_err(io_error)?;
+            chunk.into_iter().map(decode).collect()
+        })
+        .await
     }
 }
 
@@ -224,7 +254,7 @@ impl RaftLogReader<PartitionRaft> for PartitionLogStore {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let (start, end) = bounds(&range);
-        read_entries(&self.log, start, end)
+        read_entries_blocking(&self.log, start, end).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -236,11 +266,13 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
     type LogReader = PartitionLogReader;
 
     async fn get_log_state(&mut self) -> Result<LogState<PartitionRaft>, io::Error> {
-        let mut log = self.log.lock();
-        Ok(LogState {
-            last_purged_log_id: purged_log_id(&log)?,
-            last_log_id: last_log_id(&mut log)?,
+        on_log(&self.log, |log| {
+            Ok(LogState {
+                last_purged_log_id: purged_log_id(log)?,
+                last_log_id: last_log_id(log)?,
+            })
         })
+        .await
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -255,22 +287,20 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
             voted_for: Some(vote.leader_id.voted_for),
             committed: vote.committed,
         };
-        self.log
-            .lock()
-            .log_mut()
-            .save_vote(&record)
-            .map_err(io_error)
+        on_log(&self.log, move |log| {
+            log.log_mut().save_vote(&record).map_err(io_error)
+        })
+        .await
     }
 
     async fn save_committed(&mut self, committed: Option<RaftLogId>) -> Result<(), io::Error> {
         let committed = committed
             .map(|id| Ok::<_, io::Error>((id.index, epoch_of(id.leader_id.term)?)))
             .transpose()?;
-        self.log
-            .lock()
-            .log_mut()
-            .save_committed(committed)
-            .map_err(io_error)
+        on_log(&self.log, move |log| {
+            log.log_mut().save_committed(committed).map_err(io_error)
+        })
+        .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<RaftLogId>, io::Error> {
@@ -290,13 +320,14 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
         I::IntoIter: OptionalSend,
     {
         let now = now_ms();
-        let target = {
-            let mut log = self.log.lock();
-            for entry in entries {
-                Self::append_one(&mut log, &entry, now)?;
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let target = on_log(&self.log, move |log| {
+            for entry in &entries {
+                Self::append_one(log, entry, now)?;
             }
-            log.log_mut().sync_target()
-        };
+            Ok(log.log_mut().sync_target())
+        })
+        .await?;
         match target {
             None => callback.io_completed(Ok(())),
             Some(target) => self.flusher.submit(FlushRequest {
@@ -311,19 +342,22 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<RaftLogId>) -> Result<(), io::Error> {
-        self.log
-            .lock()
-            .truncate_after_entry(last_log_id.map(|id| id.index))
-            .map_err(io_error)
+        let last_kept = last_log_id.map(|id| id.index);
+        on_log(&self.log, move |log| {
+            log.truncate_after_entry(last_kept).map_err(io_error)
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: RaftLogId) -> Result<(), io::Error> {
         let epoch = epoch_of(log_id.leader_id.term)?;
-        self.log
-            .lock()
-            .log_mut()
-            .purge_entries(log_id.index, epoch)
-            .map(|_| ())
-            .map_err(io_error)
+        let last = log_id.index;
+        on_log(&self.log, move |log| {
+            log.log_mut()
+                .purge_entries(last, epoch)
+                .map(|_| ())
+                .map_err(io_error)
+        })
+        .await
     }
 }

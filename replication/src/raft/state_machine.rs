@@ -37,7 +37,7 @@ use sluice_protocol::types::Offset;
 use sluice_storage::{Log, LogStart, ProducerStates};
 
 use super::codec::{decode_membership, encode_membership, epoch_of, term_of};
-use super::log_store::SharedLog;
+use super::log_store::{blocking, SharedLog};
 use super::{log_id, AppliedBatch, PartitionRaft, RaftLogId};
 use crate::partition::Partition;
 
@@ -144,13 +144,15 @@ impl PartitionStateMachine {
     }
 
     /// The offsets of entry `index` as stored, when the log holds it.
-    fn stored_offsets(&self, index: u64) -> io::Result<Option<AppliedBatch>> {
-        let entry = self
-            .log
-            .lock()
-            .log_mut()
-            .entry_at(index)
-            .map_err(io::Error::other)?;
+    async fn stored_offsets(&self, index: u64) -> io::Result<Option<AppliedBatch>> {
+        let log = Arc::clone(&self.log);
+        let entry = blocking(move || {
+            log.lock()
+                .log_mut()
+                .entry_at(index)
+                .map_err(io::Error::other)
+        })
+        .await?;
         Ok(entry.map(|(base, last, _)| AppliedBatch {
             base_offset: base,
             last_offset: last,
@@ -185,9 +187,9 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
                 }
                 EntryPayload::Membership(m) => {
                     self.remember(StoredMembership::new(Some(entry.log_id), m.clone()));
-                    self.stored_offsets(entry.log_id.index)?
+                    self.stored_offsets(entry.log_id.index).await?
                 }
-                EntryPayload::Blank => self.stored_offsets(entry.log_id.index)?,
+                EntryPayload::Blank => self.stored_offsets(entry.log_id.index).await?,
             };
             if let Some(o) = offsets {
                 self.next_offset = self.next_offset.max(o.last_offset.next());
@@ -226,28 +228,32 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let (next_offset, producers) = decode_data(&data)?;
-        if let Some(last) = meta.last_log_id {
-            let mut log = self.log.lock();
-            let term = epoch_of(last.leader_id.term)?;
-            let holds_point = log
-                .log_mut()
-                .entry_at(last.index)
-                .map_err(io::Error::other)?
-                .is_some_and(|(_, _, t)| t == term);
-            if !holds_point {
-                let start = LogStart {
-                    offset: next_offset,
-                    entry: last.index + 1,
-                    prev_term: Some(term),
-                };
-                log.reset_to(start, producers).map_err(io::Error::other)?;
-            }
-        }
         let current = Current {
             meta: meta.clone(),
             data,
         };
-        write_snapshot(&self.path, &current)?;
+        let (log, path, written) = (Arc::clone(&self.log), self.path.clone(), current.clone());
+        blocking(move || {
+            if let Some(last) = written.meta.last_log_id {
+                let mut log = log.lock();
+                let term = epoch_of(last.leader_id.term)?;
+                let holds_point = log
+                    .log_mut()
+                    .entry_at(last.index)
+                    .map_err(io::Error::other)?
+                    .is_some_and(|(_, _, t)| t == term);
+                if !holds_point {
+                    let start = LogStart {
+                        offset: next_offset,
+                        entry: last.index + 1,
+                        prev_term: Some(term),
+                    };
+                    log.reset_to(start, producers).map_err(io::Error::other)?;
+                }
+            }
+            write_snapshot(&path, &written)
+        })
+        .await?;
         self.applied = meta.last_log_id;
         self.memberships.clear();
         self.remember(meta.last_membership.clone());
@@ -290,27 +296,36 @@ impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn build_snapshot(&mut self) -> Result<PartitionSnapshot, io::Error> {
-        let (point, next_offset, producers) = {
-            let mut log = self.log.lock();
-            let (point, next_offset) = self.point(&log)?;
-            let producers = log.producers_at(next_offset).map_err(io::Error::other)?;
-            (point, next_offset, producers)
-        };
-        let last_membership = self
-            .memberships
-            .iter()
-            .rev()
-            .find(|m| *m.log_id() <= point)
-            .cloned()
-            .unwrap_or_default();
-        let current = Current {
-            meta: SnapshotMeta {
-                last_log_id: point,
-                last_membership,
-            },
-            data: encode_data(next_offset, &producers),
-        };
-        write_snapshot(&self.path, &current)?;
+        let (target, applied, next) = (self.target, self.applied, self.next_offset);
+        let (log, path, memberships) = (
+            Arc::clone(&self.log),
+            self.path.clone(),
+            self.memberships.clone(),
+        );
+        let current = blocking(move || {
+            let (point, next_offset, producers) = {
+                let mut log = log.lock();
+                let (point, next_offset) = snapshot_point(target, applied, next, &log)?;
+                let producers = log.producers_at(next_offset).map_err(io::Error::other)?;
+                (point, next_offset, producers)
+            };
+            let last_membership = memberships
+                .iter()
+                .rev()
+                .find(|m| *m.log_id() <= point)
+                .cloned()
+                .unwrap_or_default();
+            let current = Current {
+                meta: SnapshotMeta {
+                    last_log_id: point,
+                    last_membership,
+                },
+                data: encode_data(next_offset, &producers),
+            };
+            write_snapshot(&path, &current)?;
+            Ok(current)
+        })
+        .await?;
         *self.current.lock() = Some(current.clone());
         Ok(Snapshot {
             meta: current.meta,
@@ -319,27 +334,31 @@ impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
     }
 }
 
-impl PartitionSnapshotBuilder {
-    /// The snapshot's point and the offset after it.
-    fn point(&self, log: &Partition) -> io::Result<(Option<RaftLogId>, Offset)> {
-        if let Some((point, next)) = self.target {
-            if Some(point) <= self.applied {
-                return Ok((Some(point), next));
-            }
+/// A snapshot's point and the offset after it: `target` if it is applied, else
+/// (when the log holds the applied entry) the entry below the log start, else
+/// the applied entry and `next_offset`.
+fn snapshot_point(
+    target: Option<(RaftLogId, Offset)>,
+    applied: Option<RaftLogId>,
+    next_offset: Offset,
+    log: &Partition,
+) -> io::Result<(Option<RaftLogId>, Offset)> {
+    if let Some((point, next)) = target {
+        if Some(point) <= applied {
+            return Ok((Some(point), next));
         }
-        let holds_applied = self
-            .applied
-            .is_some_and(|a| (log.first_entry_index()..log.next_entry_index()).contains(&a.index));
-        if !holds_applied {
-            return Ok((self.applied, self.next_offset));
-        }
-        let purged = log
-            .log_start()
-            .last_purged()
-            .map(|(index, epoch)| Ok::<_, io::Error>(log_id(term_of(epoch)?, index)))
-            .transpose()?;
-        Ok((purged, log.log_start_offset()))
     }
+    let holds_applied = applied
+        .is_some_and(|a| (log.first_entry_index()..log.next_entry_index()).contains(&a.index));
+    if !holds_applied {
+        return Ok((applied, next_offset));
+    }
+    let purged = log
+        .log_start()
+        .last_purged()
+        .map(|(index, epoch)| Ok::<_, io::Error>(log_id(term_of(epoch)?, index)))
+        .transpose()?;
+    Ok((purged, log.log_start_offset()))
 }
 
 fn encode_data(next_offset: Offset, producers: &ProducerStates) -> Vec<u8> {
