@@ -2,7 +2,10 @@
 //! in-memory transport: openraft elects a leader, replicates producer batches and
 //! the replicas end with the same entries at the same offsets; the high watermark
 //! each hands its owner is the commit point; a new leader takes over after the
-//! leader stops, and the survivors stay identical.
+//! leader stops, and the survivors stay identical. A seeded schedule of crashes
+//! (restart from the same files), network partitions and writes then checks the
+//! Raft invariants; each run prints its seed (`SLUICE_RAFT_SEED=N` replays one,
+//! `SLUICE_RAFT_SEEDS=N` runs more).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -10,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
@@ -28,10 +32,12 @@ type Node = Raft<PartitionRaft, PartitionStateMachine>;
 type Snapshot = openraft::alias::SnapshotOf<PartitionRaft, std::io::Cursor<Vec<u8>>>;
 type Vote = openraft::alias::VoteOf<PartitionRaft>;
 
-/// Delivers RPCs to the replicas in this process; a stopped replica is unreachable.
+/// Delivers RPCs to the replicas in this process; a stopped replica is
+/// unreachable, and so is every replica to and from an isolated one.
 #[derive(Default)]
 struct Router {
     nodes: Mutex<BTreeMap<u64, Node>>,
+    isolated: Mutex<BTreeSet<u64>>,
 }
 
 impl Router {
@@ -42,15 +48,26 @@ impl Router {
             .cloned()
             .ok_or_else(|| Unreachable::from_string(format!("replica {id} is stopped")))
     }
+
+    fn deliver(&self, from: u64, to: u64) -> Result<Node, Unreachable<PartitionRaft>> {
+        let isolated = self.isolated.lock();
+        if isolated.contains(&from) || isolated.contains(&to) {
+            return Err(Unreachable::from_string(format!("{from} -> {to} is cut")));
+        }
+        drop(isolated);
+        self.node(to)
+    }
 }
 
 #[derive(Clone)]
 struct Network {
     router: Arc<Router>,
+    source: u64,
 }
 
 struct Connection {
     router: Arc<Router>,
+    source: u64,
     target: u64,
 }
 
@@ -64,6 +81,7 @@ impl RaftNetworkFactory<PartitionRaft> for Network {
     async fn new_client(&mut self, target: u64, _node: &EmptyNode) -> Connection {
         Connection {
             router: Arc::clone(&self.router),
+            source: self.source,
             target,
         }
     }
@@ -77,7 +95,7 @@ impl RaftNetworkV2<PartitionRaft> for Connection {
         rpc: AppendEntriesRequest<PartitionRaft>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<PartitionRaft>, RPCError<PartitionRaft>> {
-        let node = self.router.node(self.target)?;
+        let node = self.router.deliver(self.source, self.target)?;
         node.append_entries(rpc).await.map_err(remote)
     }
 
@@ -86,7 +104,7 @@ impl RaftNetworkV2<PartitionRaft> for Connection {
         rpc: VoteRequest<PartitionRaft>,
         _option: RPCOption,
     ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
-        let node = self.router.node(self.target)?;
+        let node = self.router.deliver(self.source, self.target)?;
         node.vote(rpc).await.map_err(remote)
     }
 
@@ -96,7 +114,7 @@ impl RaftNetworkV2<PartitionRaft> for Connection {
         _option: RPCOption,
     ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
         // Asked of the peer, not granted unasked as openraft's default does.
-        let node = self.router.node(self.target)?;
+        let node = self.router.deliver(self.source, self.target)?;
         node.pre_vote(rpc).await.map_err(remote)
     }
 
@@ -107,7 +125,7 @@ impl RaftNetworkV2<PartitionRaft> for Connection {
         _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<PartitionRaft>, StreamingError<PartitionRaft>> {
-        let node = self.router.node(self.target)?;
+        let node = self.router.deliver(self.source, self.target)?;
         node.install_full_snapshot(vote, snapshot)
             .await
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))
@@ -115,13 +133,22 @@ impl RaftNetworkV2<PartitionRaft> for Connection {
 }
 
 struct Replica {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     log: Arc<Mutex<Partition>>,
     high_watermark: Arc<Mutex<Offset>>,
 }
 
 async fn start(id: u64, router: &Arc<Router>, flusher: &Arc<Flusher>) -> Replica {
-    let dir = tempfile::tempdir().expect("tempdir");
+    open_replica(id, tempfile::tempdir().expect("tempdir"), router, flusher).await
+}
+
+/// Opens (or reopens, after a crash) replica `id` from the files in `dir`.
+async fn open_replica(
+    id: u64,
+    dir: tempfile::TempDir,
+    router: &Arc<Router>,
+    flusher: &Arc<Flusher>,
+) -> Replica {
     let log = Partition::open(dir.path().join("orders-0"), LogConfig::default()).expect("open");
     let log = Arc::new(Mutex::new(log));
     let high_watermark = Arc::new(Mutex::new(Offset(0)));
@@ -138,13 +165,14 @@ async fn start(id: u64, router: &Arc<Router>, flusher: &Arc<Flusher>) -> Replica
     let config = Arc::new(config.validate().expect("config"));
     let network = Network {
         router: Arc::clone(router),
+        source: id,
     };
     let node = Raft::new(id, config, network, store, sm)
         .await
         .expect("raft");
     router.nodes.lock().insert(id, node);
     Replica {
-        _dir: dir,
+        dir,
         log,
         high_watermark,
     }
@@ -289,4 +317,194 @@ fn three_replicas_replicate_batches_to_identical_logs_and_survive_a_leader_stop(
         }
         flusher.shutdown();
     });
+}
+
+/// xorshift64*: a seeded schedule without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Terms and their leaders as seen by every replica's metrics: one leader per term.
+fn observe_leaders(router: &Router, leaders: &mut BTreeMap<u64, u64>, seed: u64) {
+    let nodes: Vec<(u64, Node)> = router
+        .nodes
+        .lock()
+        .iter()
+        .map(|(id, n)| (*id, n.clone()))
+        .collect();
+    for (id, node) in nodes {
+        let m = node.metrics().borrow_watched().clone();
+        if m.state == openraft::ServerState::Leader {
+            let seen = *leaders.entry(m.current_term).or_insert(id);
+            assert_eq!(
+                seen, id,
+                "seed {seed}: two leaders in term {}",
+                m.current_term
+            );
+        }
+    }
+}
+
+async fn chaos(seed: u64) {
+    println!("raft chaos seed {seed} (replay: SLUICE_RAFT_SEED={seed})");
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let router = Arc::new(Router::default());
+    let flusher = Flusher::start();
+    let mut replicas: BTreeMap<u64, Replica> = BTreeMap::new();
+    for id in 1..=3 {
+        replicas.insert(id, start(id, &router, &flusher).await);
+    }
+    router
+        .node(1)
+        .expect("node")
+        .initialize(BTreeSet::from([1, 2, 3]))
+        .await
+        .expect("initialize");
+    let mut leaders = BTreeMap::new();
+    // (base offset, data bytes) of every acknowledged write.
+    let mut acked: Vec<(i64, Bytes)> = Vec::new();
+    let mut hw_seen: BTreeMap<u64, Offset> = BTreeMap::new();
+    let (mut crashes, mut cuts) = (0, 0);
+    for step in 0..40 {
+        observe_leaders(&router, &mut leaders, seed);
+        for (id, r) in &replicas {
+            let hw = *r.high_watermark.lock();
+            let seen = hw_seen.entry(*id).or_insert(hw);
+            assert!(
+                hw >= *seen,
+                "seed {seed} step {step}: replica {id} high watermark went back"
+            );
+            *seen = hw;
+        }
+        match rng.below(10) {
+            0 => {
+                // Crash a replica and restart it from its files.
+                let id = 1 + rng.below(3);
+                crashes += 1;
+                let node = router.nodes.lock().remove(&id).expect("running");
+                node.shutdown().await.expect("stop");
+                drop(node);
+                let old = replicas.remove(&id).expect("replica");
+                let dir = old.dir;
+                drop(old.log);
+                let r = open_replica(id, dir, &router, &flusher).await;
+                // A restarted state machine applies again from its start.
+                hw_seen.insert(id, *r.high_watermark.lock());
+                replicas.insert(id, r);
+            }
+            1 => {
+                let id = 1 + rng.below(3);
+                cuts += 1;
+                router.isolated.lock().insert(id);
+            }
+            2 | 3 => router.isolated.lock().clear(),
+            _ => {
+                // Mostly to the leader a replica names, sometimes to any replica.
+                let any = 1 + rng.below(3);
+                let Ok(asked) = router.node(any) else {
+                    continue;
+                };
+                let target = match asked.current_leader().await {
+                    Some(l) if rng.below(4) > 0 => l,
+                    _ => any,
+                };
+                let Ok(node) = router.node(target) else {
+                    continue;
+                };
+                let i = acked.len() + step * 100;
+                let data = batch(i);
+                let bytes = data.0.slice(16..);
+                let write =
+                    tokio::time::timeout(Duration::from_millis(700), node.client_write(data));
+                if let Ok(Ok(reply)) = write.await {
+                    acked.push((reply.response().base_offset.0, bytes));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
+    }
+    router.isolated.lock().clear();
+    // Heal, then one more write through whoever leads: every replica catches up.
+    let end = loop {
+        let leader = leader_of(&router, &[1, 2, 3]).await;
+        let node = router.node(leader).expect("leader");
+        let write = tokio::time::timeout(Duration::from_secs(5), node.client_write(batch(9999)));
+        if let Ok(Ok(reply)) = write.await {
+            break reply.response().last_offset.next();
+        }
+    };
+    for (id, r) in &replicas {
+        for _ in 0..400 {
+            if *r.high_watermark.lock() >= end {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(
+            *r.high_watermark.lock() >= end,
+            "seed {seed}: replica {id} did not catch up"
+        );
+    }
+    observe_leaders(&router, &mut leaders, seed);
+    let logs: Vec<Stored> = replicas.values().map(stored).collect();
+    let committed_prefix =
+        |log: &Stored| -> Stored { log.iter().filter(|e| e.3 < end.0).cloned().collect() };
+    let reference = committed_prefix(&logs[0]);
+    for log in &logs[1..] {
+        assert_eq!(
+            committed_prefix(log),
+            reference,
+            "seed {seed}: committed entries differ"
+        );
+    }
+    for (base, bytes) in &acked {
+        assert!(
+            reference
+                .iter()
+                .any(|e| e.2 == *base && e.4.as_ref() == Some(bytes)),
+            "seed {seed}: the write acknowledged at offset {base} is lost"
+        );
+    }
+    println!(
+        "seed {seed}: {} writes acknowledged, {crashes} crashes, {cuts} partitions, leaders seen in {} terms",
+        acked.len(),
+        leaders.len()
+    );
+    let nodes: Vec<Node> = router.nodes.lock().values().cloned().collect();
+    for node in nodes {
+        let _ = node.shutdown().await;
+    }
+    flusher.shutdown();
+}
+
+#[test]
+fn seeded_crashes_partitions_and_writes_keep_the_raft_invariants() {
+    let seeds: Vec<u64> = match std::env::var("SLUICE_RAFT_SEED") {
+        Ok(s) => vec![s.parse().expect("SLUICE_RAFT_SEED is a number")],
+        Err(_) => {
+            let n = std::env::var("SLUICE_RAFT_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(8u64);
+            (1..=n).collect()
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for seed in seeds {
+        rt.block_on(chaos(seed));
+    }
 }
