@@ -98,6 +98,17 @@ mod restart {
         rx.await.expect("completed")
     }
 
+    /// Builds a snapshot as openraft does when one is triggered.
+    async fn build_snapshot(
+        sm: &mut PartitionStateMachine,
+    ) -> openraft::alias::SnapshotOf<PartitionRaft, Cursor<Vec<u8>>> {
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot")
+    }
+
     /// Applies the stored entries of `range` to `sm`, as openraft's apply task does.
     async fn apply_stored(
         store: &mut PartitionLogStore,
@@ -211,21 +222,11 @@ mod restart {
             );
             // Unasked, a snapshot is taken at the log start: installing it (or the
             // purge after building it) cannot remove readable records.
-            let at_start = leader_sm
-                .get_snapshot_builder()
-                .await
-                .build_snapshot()
-                .await
-                .expect("snapshot");
+            let at_start = build_snapshot(&mut leader_sm).await;
             assert_eq!(at_start.meta.last_log_id, None);
             assert_eq!(at_start.meta.last_membership, StoredMembership::default());
             leader.purge(log_id(1, 4)).await.expect("purge");
-            let after_purge = leader_sm
-                .get_snapshot_builder()
-                .await
-                .build_snapshot()
-                .await
-                .expect("snapshot");
+            let after_purge = build_snapshot(&mut leader_sm).await;
             assert_eq!(after_purge.meta.last_log_id, Some(log_id(1, 4)));
             assert_eq!(
                 after_purge.meta.last_membership,
@@ -233,12 +234,7 @@ mod restart {
             );
             // Retention asks for the point below its new log start.
             leader_sm.request_snapshot_at(log_id(1, 19), Offset(39));
-            let snapshot = leader_sm
-                .get_snapshot_builder()
-                .await
-                .build_snapshot()
-                .await
-                .expect("snapshot");
+            let snapshot = build_snapshot(&mut leader_sm).await;
 
             let (mut follower, mut follower_sm) = open(follower_dir.path(), &flusher);
             append(
@@ -338,12 +334,7 @@ mod restart {
             // A snapshot at entry 5 carries the state as of its offset.
             apply_stored(&mut leader, &mut leader_sm, 0..6).await;
             leader_sm.request_snapshot_at(log_id(1, 5), Offset(18));
-            let snapshot = leader_sm
-                .get_snapshot_builder()
-                .await
-                .build_snapshot()
-                .await
-                .expect("snapshot");
+            let snapshot = build_snapshot(&mut leader_sm).await;
             let (follower, mut follower_sm) = open(follower_dir.path(), &flusher);
             follower_sm
                 .install_snapshot(&snapshot.meta, Cursor::new(snapshot.snapshot.into_inner()))
