@@ -127,6 +127,12 @@ async fn run(replica: Weak<Replica>, mut rx: mpsc::Receiver<Queued>, io: Arc<Sem
             return;
         };
         let queued = std::mem::take(&mut group);
+        if let Some(raft) = r.raft() {
+            // Replicated: the group is one Raft proposal.
+            let group = queued.into_iter().map(|q| (q.batch, q.done)).collect();
+            crate::proposal::propose(&r, raft, group).await;
+            continue;
+        }
         let bytes: usize = queued.iter().map(|q| q.batch.len()).sum();
         let now_ms = queued.last().map_or(0, |q| q.now_ms);
         if r.appends_inline(bytes, now_ms) {

@@ -12,4 +12,13 @@ pub enum ReplicaError {
     Offline { partition: String, reason: String },
     #[error("partition {partition} is shutting down")]
     ShuttingDown { partition: String },
+    #[error("this broker does not lead partition {partition} (leader: {leader:?})")]
+    NotLeader {
+        partition: String,
+        leader: Option<u64>,
+    },
+    #[error("partition {partition}: a batch of producer {producer_id} with this sequence is still being replicated")]
+    InFlightRetry { partition: String, producer_id: i64 },
+    #[error("partition {partition}: replication failed: {reason}")]
+    Raft { partition: String, reason: String },
 }

@@ -22,13 +22,17 @@
 mod append_queue;
 mod error;
 mod flusher;
+mod group;
 mod partition;
+mod proposal;
 pub mod raft;
 mod replica;
+pub mod transport;
 
 pub use append_queue::{AppendTicket, QUEUED_BATCHES_MAX};
 pub use error::ReplicaError;
 pub use flusher::{Completion, FlushRequest, Flusher};
+pub use group::{initialize_if_pristine, start_group};
 pub use partition::Partition;
 pub use replica::{
     Acks, AppendInfo, CommitSignal, Commits, FetchData, HighWatermarkSource, Replica,

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
-use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
+use openraft::async_runtime::watch::WatchReceiver;
+use parking_lot::{Mutex, MutexGuard};
 use sluice_protocol::batch::BatchView;
 use sluice_storage::{
     last_seq, CompactionConfig, CompactionStats, LeaderEpoch, Log, LogConfig, Offset,
@@ -17,6 +18,8 @@ use tracing::error;
 use crate::append_queue::{AppendQueue, AppendTicket};
 use crate::flusher::{FlushRequest, Flusher};
 use crate::partition::Partition;
+use crate::proposal::Proposals;
+use crate::raft::{RaftNode, SharedLog};
 use crate::ReplicaError;
 
 /// Bumped whenever some partition's high watermark advances; fetches that wait for
@@ -113,7 +116,8 @@ pub struct Replica {
     dir: PathBuf,
     /// `None` for a partition whose log could not be opened: it stays offline
     /// (every call answers [`ReplicaError::Offline`]) while the rest serve.
-    log: Mutex<Option<Partition>>,
+    /// Shared with the partition's Raft log store and state machine.
+    log: Option<SharedLog>,
     epoch: LeaderEpoch,
     log_start: AtomicI64,
     log_end: AtomicI64,
@@ -129,6 +133,10 @@ pub struct Replica {
     last_compaction: Mutex<Option<(Offset, i64)>>,
     /// The append queue and its task, started on first use.
     queue: OnceLock<AppendQueue>,
+    /// The partition's Raft group, when the partition is replicated: it owns the
+    /// write path and the high watermark.
+    raft: OnceLock<RaftNode>,
+    proposals: Proposals,
 }
 
 impl Replica {
@@ -162,7 +170,7 @@ impl Replica {
             dir,
             log_start: AtomicI64::new(start.0),
             log_end: AtomicI64::new(end.0),
-            log: Mutex::new(partition),
+            log: partition.map(|p| Arc::new(Mutex::new(p))),
             epoch: LeaderEpoch(0),
             commit,
             flushed_end: AtomicI64::new(end.0),
@@ -171,12 +179,60 @@ impl Replica {
             context,
             last_compaction: Mutex::new(None),
             queue: OnceLock::new(),
+            raft: OnceLock::new(),
+            proposals: Proposals::default(),
         })
     }
 
+    /// Hands the write path to the partition's Raft group (once): appends become
+    /// proposals and the group's commits move the high watermark.
+    pub fn attach_raft(&self, raft: RaftNode) {
+        let _ = self.raft.set(raft);
+    }
+
+    /// The partition's Raft group, when it is replicated.
+    pub fn raft(&self) -> Option<&RaftNode> {
+        self.raft.get()
+    }
+
+    /// Whether this replica leads its partition (a partition that is not
+    /// replicated always does).
+    pub fn is_leader(&self) -> bool {
+        self.raft.get().is_none_or(|r| r.as_leader().is_ok())
+    }
+
+    /// The node that leads the partition, as far as this replica knows.
+    pub fn leader(&self) -> Option<u64> {
+        let raft = self.raft.get()?;
+        let metrics = raft.metrics();
+        let leader = metrics.borrow_watched().current_leader;
+        leader
+    }
+
+    /// The flusher this replica's files are synced by.
+    pub fn flusher(&self) -> Arc<Flusher> {
+        Arc::clone(&self.context.flusher)
+    }
+
+    pub(crate) fn proposals(&self) -> &Proposals {
+        &self.proposals
+    }
+
+    pub(crate) fn partition_for_proposal(&self) -> Result<MutexGuard<'_, Partition>, ReplicaError> {
+        self.partition()
+    }
+
     /// The open partition, or why it is offline.
-    fn partition(&self) -> Result<MappedMutexGuard<'_, Partition>, ReplicaError> {
-        MutexGuard::try_map(self.log.lock(), Option::as_mut).map_err(|_| self.offline_error())
+    fn partition(&self) -> Result<MutexGuard<'_, Partition>, ReplicaError> {
+        self.log
+            .as_ref()
+            .map(|l| l.lock())
+            .ok_or_else(|| self.offline_error())
+    }
+
+    /// The log shared with this partition's Raft group; `None` when offline.
+    pub fn shared_log(&self) -> Option<SharedLog> {
+        self.log.clone()
     }
 
     fn offline_error(&self) -> ReplicaError {
@@ -198,8 +254,15 @@ impl Replica {
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The leader epoch: the Raft term of a replicated partition.
     pub fn leader_epoch(&self) -> LeaderEpoch {
-        self.epoch
+        match self.raft.get() {
+            Some(raft) => {
+                let term = raft.metrics().borrow_watched().current_term;
+                LeaderEpoch(i32::try_from(term).unwrap_or(i32::MAX))
+            }
+            None => self.epoch,
+        }
     }
     pub fn high_watermark(&self) -> Offset {
         self.commit.borrow().high_watermark
@@ -470,7 +533,17 @@ impl Replica {
         if self.failure.lock().is_some() {
             return;
         }
-        let to = to.min(self.log_end_offset());
+        let to = match self.context.high_watermark {
+            // The owner's log store appends: the log end is read from the log.
+            HighWatermarkSource::Owner => {
+                let Ok(end) = self.partition().map(|p| p.log_end_offset()) else {
+                    return;
+                };
+                self.log_end.store(end.0, Ordering::Release);
+                to.min(end)
+            }
+            HighWatermarkSource::LocalFlush => to.min(self.log_end_offset()),
+        };
         let advanced = self.commit.send_if_modified(|c| {
             let moved = to > c.high_watermark;
             if moved {

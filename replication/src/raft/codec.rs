@@ -56,13 +56,21 @@ pub fn term_of(epoch: LeaderEpoch) -> io::Result<u64> {
     })
 }
 
-/// The batch that stores `entry`; control batches are stamped `now_ms`.
-pub fn encode(entry: &Entry, now_ms: i64) -> Bytes {
+/// Timestamp of the control batches of Raft entries: every replica encodes them
+/// itself, so they carry no clock and the stored bytes are the same everywhere.
+const CONTROL_TIMESTAMP: i64 = 0;
+
+/// The batch that stores `entry`.
+pub fn encode(entry: &Entry) -> Bytes {
     match &entry.payload {
         EntryPayload::Normal(batch) => batch.0.clone(),
-        EntryPayload::Blank => Bytes::from(build_control_batch(now_ms, CONTROL_RAFT_BLANK, &[])),
+        EntryPayload::Blank => Bytes::from(build_control_batch(
+            CONTROL_TIMESTAMP,
+            CONTROL_RAFT_BLANK,
+            &[],
+        )),
         EntryPayload::Membership(m) => Bytes::from(build_control_batch(
-            now_ms,
+            CONTROL_TIMESTAMP,
             CONTROL_RAFT_MEMBERSHIP,
             &encode_membership(m),
         )),
@@ -185,7 +193,7 @@ mod tests {
             Entry::new_normal(log_id(5, 12), data),
         ] {
             let id = entry.log_id;
-            let batch = encode(&entry, 1000).to_vec();
+            let batch = encode(&entry).to_vec();
             let back = decode(stored(id.index, id.leader_id.term as i32, batch)).expect("decode");
             assert_eq!(back, entry);
         }

@@ -179,7 +179,7 @@ impl PartitionLogStore {
             }
         }
         let epoch = epoch_of(id.leader_id.term)?;
-        let batch = encode(entry, now_ms);
+        let batch = encode(entry);
         let claimed = match &entry.payload {
             EntryPayload::Normal(_) => BatchView::parse(&batch).ok().map(|v| v.base_offset()),
             _ => None,

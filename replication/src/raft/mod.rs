@@ -11,7 +11,7 @@
 //!  snapshot = state at a point: next offset (and, later, producer state)
 //! ```
 
-mod codec;
+pub(crate) mod codec;
 mod log_store;
 mod state_machine;
 
@@ -24,7 +24,7 @@ use sluice_protocol::types::Offset;
 
 pub use codec::{decode, encode, epoch_of, term_of, CONTROL_RAFT_BLANK, CONTROL_RAFT_MEMBERSHIP};
 pub use log_store::{PartitionLogReader, PartitionLogStore, SharedLog};
-pub use state_machine::{CommitHook, PartitionSnapshotBuilder, PartitionStateMachine};
+pub use state_machine::{ApplyHook, CommitHook, PartitionSnapshotBuilder, PartitionStateMachine};
 
 /// The data of a normal entry: one producer batch, validated by the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,9 @@ openraft::declare_raft_types!(
         Term = u64,
         LeaderId = leader_id_std::LeaderId<u64, u64>,
 );
+
+/// The Raft node of one partition group on this broker.
+pub type RaftNode = openraft::Raft<PartitionRaft, PartitionStateMachine>;
 
 /// A Raft entry of a partition group.
 pub type Entry = openraft::alias::EntryOf<PartitionRaft>;

@@ -27,7 +27,7 @@ use std::io::{self, Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
@@ -43,6 +43,9 @@ use crate::partition::Partition;
 
 /// Called with the high watermark (the offset after the last applied entry).
 pub type CommitHook = Arc<dyn Fn(Offset) + Send + Sync>;
+/// Called with each normal entry's index and batch as it is applied, in log order
+/// (a state kept beside the log, such as the cluster metadata image, follows it).
+pub type ApplyHook = Arc<dyn Fn(u64, &Bytes) + Send + Sync>;
 type Membership = openraft::alias::StoredMembershipOf<PartitionRaft>;
 type Meta = openraft::alias::SnapshotMetaOf<PartitionRaft>;
 type PartitionSnapshot = Snapshot<
@@ -78,6 +81,7 @@ pub struct PartitionStateMachine {
     target: Arc<Mutex<Option<(RaftLogId, Offset)>>>,
     current: Arc<Mutex<Option<Current>>>,
     on_commit: Option<CommitHook>,
+    on_apply: Option<ApplyHook>,
     path: PathBuf,
 }
 
@@ -105,6 +109,7 @@ impl PartitionStateMachine {
             target: Arc::new(Mutex::new(None)),
             current: Arc::new(Mutex::new(None)),
             on_commit,
+            on_apply: None,
             path,
         };
         if let Some(c) = current {
@@ -115,6 +120,12 @@ impl PartitionStateMachine {
             *sm.current.lock() = Some(c);
         }
         Ok(sm)
+    }
+
+    /// Calls `hook` with every normal entry applied from now on.
+    pub fn with_apply_hook(mut self, hook: ApplyHook) -> Self {
+        self.on_apply = Some(hook);
+        self
     }
 
     /// The offset after the last applied entry: the high watermark.
@@ -180,6 +191,9 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
             // looked up (they are rare: one per election or membership change).
             let offsets = match &entry.payload {
                 EntryPayload::Normal(batch) => {
+                    if let Some(hook) = &self.on_apply {
+                        hook(entry.log_id.index, &batch.0);
+                    }
                     BatchView::parse(&batch.0).ok().map(|v| AppliedBatch {
                         base_offset: v.base_offset(),
                         last_offset: v.last_offset(),

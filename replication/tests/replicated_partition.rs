@@ -1,0 +1,218 @@
+//! Three replicas of one partition, each behind its own inter-broker transport on
+//! 127.0.0.1 (real TCP, one connection per pair): the group elects a leader, the
+//! leader's produce path proposes queued batches and answers at commit, a
+//! non-leader refuses writes with the leader's id, an idempotent producer with many
+//! batches in flight keeps its sequence and a retry gets the original offsets, and
+//! every replica ends with the same entries at the same offsets.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use sluice_protocol::batch::build_idempotent_batch;
+use sluice_replication::raft::RaftNode;
+use sluice_replication::transport::network::{serve, GroupNetwork};
+use sluice_replication::transport::{Handler, Transport};
+use sluice_replication::{
+    initialize_if_pristine, start_group, Commits, Flusher, HighWatermarkSource, Replica,
+    ReplicaContext, ReplicaError,
+};
+use sluice_storage::{LogConfig, Offset};
+
+const GROUP: u64 = 7;
+
+struct Broker {
+    replica: Arc<Replica>,
+    raft: RaftNode,
+    _transport: Arc<Transport>,
+    _dir: tempfile::TempDir,
+}
+
+fn raft_config() -> Arc<openraft::Config> {
+    let config = openraft::Config {
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        ..openraft::Config::default()
+    };
+    Arc::new(config.validate().expect("config"))
+}
+
+async fn cluster() -> Vec<Broker> {
+    let mut listeners = Vec::new();
+    let mut peers = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        peers.insert(id, l.local_addr().expect("addr").to_string());
+        listeners.push((id, l));
+    }
+    let flusher = Flusher::start();
+    let members: BTreeSet<u64> = peers.keys().copied().collect();
+    let mut brokers = Vec::new();
+    for (id, listener) in listeners {
+        let transport = Transport::new(id, "test-cluster", peers.clone());
+        let groups: Arc<Mutex<HashMap<u64, RaftNode>>> = Arc::default();
+        let routes = Arc::clone(&groups);
+        let handler: Handler = Arc::new(move |_peer, kind, group, payload| {
+            let raft = routes.lock().get(&group).cloned();
+            Box::pin(async move {
+                match raft {
+                    Some(raft) => serve(&raft, kind, payload).await,
+                    None => Err(format!("no group {group} here")),
+                }
+            })
+        });
+        transport.set_handler(handler);
+        transport.start(listener);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let context = ReplicaContext {
+            flusher: Arc::clone(&flusher),
+            commits: Commits::new(),
+            io: Arc::new(tokio::sync::Semaphore::new(2)),
+            high_watermark: HighWatermarkSource::Owner,
+        };
+        let replica = Replica::open(
+            "orders-0".into(),
+            dir.path().join("orders-0"),
+            LogConfig::default(),
+            context,
+        );
+        let network = GroupNetwork::new(Arc::clone(&transport), GROUP);
+        let raft = start_group(&replica, id, network, raft_config(), None)
+            .await
+            .expect("start group");
+        groups.lock().insert(GROUP, raft.clone());
+        initialize_if_pristine(&raft, &members)
+            .await
+            .expect("initialize");
+        brokers.push(Broker {
+            replica,
+            raft,
+            _transport: transport,
+            _dir: dir,
+        });
+    }
+    brokers
+}
+
+async fn leader(brokers: &[Broker]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(i) = brokers.iter().position(|b| b.raft.as_leader().is_ok()) {
+            return i;
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn batch(seq: i32) -> Bytes {
+    let v = format!("order-{seq}");
+    Bytes::from(build_idempotent_batch(
+        42,
+        0,
+        seq,
+        1_000,
+        &[(None, Some(v.as_bytes()))],
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_partition_answers_at_commit_and_keeps_replicas_identical() {
+    let brokers = cluster().await;
+    let l = leader(&brokers).await;
+    let leader_id = l as u64 + 1;
+    let follower = &brokers[(l + 1) % 3];
+
+    // A follower refuses and names the leader.
+    let refused = follower
+        .replica
+        .enqueue(batch(0), 1)
+        .await
+        .expect("queued")
+        .appended()
+        .await;
+    match refused {
+        Err(ReplicaError::NotLeader { leader, .. }) => assert_eq!(leader, Some(leader_id)),
+        other => panic!("a follower accepted a write: {other:?}"),
+    }
+
+    // 40 batches of one idempotent producer, all queued before any is answered.
+    let mut tickets = Vec::new();
+    for seq in 0..40 {
+        let ticket = brokers[l]
+            .replica
+            .enqueue(batch(seq), 1)
+            .await
+            .expect("queued");
+        tickets.push(ticket);
+    }
+    let mut offsets = Vec::new();
+    for t in tickets {
+        let info = t.appended().await.expect("committed");
+        offsets.push(info.base_offset);
+    }
+    let mut sorted = offsets.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 40, "offsets repeat: {offsets:?}");
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "order lost: {offsets:?}"
+    );
+    // Answered at commit: the leader's high watermark covers the last batch.
+    let last = *offsets.last().expect("offsets");
+    assert!(brokers[l].replica.high_watermark() > last);
+
+    // A retry of a committed batch (one of the producer's last five) gets its
+    // original offsets; nothing is appended.
+    let end_before = brokers[l].replica.high_watermark();
+    let retry = brokers[l]
+        .replica
+        .enqueue(batch(37), 1)
+        .await
+        .expect("queued")
+        .appended()
+        .await
+        .expect("retry answered");
+    assert_eq!(retry.base_offset, offsets[37]);
+    // A gap in the sequence is refused.
+    let gap = brokers[l]
+        .replica
+        .enqueue(batch(45), 1)
+        .await
+        .expect("queued")
+        .appended()
+        .await;
+    assert!(gap.is_err(), "a sequence gap was accepted");
+
+    // Every replica reaches the same high watermark and holds the same batches.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while brokers
+        .iter()
+        .any(|b| b.replica.high_watermark() < end_before)
+    {
+        assert!(Instant::now() < deadline, "followers did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let read = |b: &Broker| {
+        let log = b.replica.shared_log().expect("log");
+        let mut log = log.lock();
+        log.log_mut()
+            .read_entries(0, u64::MAX, usize::MAX)
+            .expect("read")
+            .into_iter()
+            .map(|e| (e.index, e.base_offset, e.batch))
+            .collect::<Vec<_>>()
+    };
+    let expected = read(&brokers[l]);
+    assert!(expected.len() > 40);
+    for b in &brokers {
+        assert_eq!(read(b), expected, "replicas differ");
+        assert!(b.replica.high_watermark() >= Offset(40));
+    }
+}
