@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use sluice_replication::{Replica, ReplicaContext, ReplicaError};
+use sluice_replication::{HighWatermarkSource, Replica, ReplicaContext, ReplicaError};
 use sluice_storage::{CompactionConfig, LogConfig};
 use thiserror::Error;
 use tracing::{error, info, warn};
@@ -40,6 +40,8 @@ pub enum TopicError {
     InvalidConfig(String),
     #[error("storage failure: {0}")]
     Storage(String),
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<ReplicaError> for TopicError {
@@ -54,6 +56,8 @@ pub struct Topic {
     pub name: String,
     pub id: Uuid,
     pub partitions: Vec<Arc<Replica>>,
+    /// Each partition's replicas (broker ids), preferred leader first.
+    pub replicas: Vec<Vec<i32>>,
     pub configs: TopicConfigs,
 }
 
@@ -87,6 +91,8 @@ pub struct Cluster {
     /// Serializes changes to the topic set and their persistence.
     changes: Mutex<()>,
     producer_ids: Mutex<ProducerIds>,
+    /// Brokers in the cluster (1 alone), for replication factor checks.
+    brokers: std::sync::atomic::AtomicUsize,
 }
 
 /// Kafka's rules for topic names.
@@ -145,8 +151,12 @@ impl Cluster {
                 next: next_pid,
                 block_end: next_pid,
             }),
+            brokers: std::sync::atomic::AtomicUsize::new(1),
         });
         remove_deleted_dirs(&cluster.config.data_dir);
+        if cluster.is_replicated() {
+            return Ok(cluster);
+        }
         for record in file.topics {
             let configs = TopicConfigs::from_stored(record.configs);
             let topic = cluster.open_topic(&record.name, record.id, record.partitions, configs)?;
@@ -205,8 +215,65 @@ impl Cluster {
             name: name.to_string(),
             id,
             partitions: replicas,
+            replicas: vec![vec![self.config.node_id]; partitions as usize],
             configs,
         }))
+    }
+
+    /// Brokers in the cluster.
+    pub fn broker_count(&self) -> usize {
+        self.brokers.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn set_broker_count(&self, n: usize) {
+        self.brokers
+            .store(n.max(1), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether partitions are replicated by Raft (a cluster of brokers): topics
+    /// then come from the controller's metadata, not from `meta/topics.toml`.
+    pub fn is_replicated(&self) -> bool {
+        self.replicas.high_watermark == HighWatermarkSource::Owner
+    }
+
+    /// Opens the logs of partitions `first..first + replicas.len()` of a
+    /// replicated topic (their Raft groups are started by the caller). A
+    /// directory left by an earlier topic of the same name is set aside first.
+    pub fn open_replicated_partitions(
+        &self,
+        name: &str,
+        id: Uuid,
+        first: usize,
+        count: usize,
+        configs: &TopicConfigs,
+    ) -> Vec<Arc<Replica>> {
+        let log_config = self.log_config(configs);
+        (first..first + count)
+            .map(|p| {
+                let dir = self.partition_dir(name, p as i32);
+                claim_partition_dir(&dir, id);
+                Replica::open(
+                    format!("{name}-{p}"),
+                    dir,
+                    log_config,
+                    self.replicas.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Makes a replicated topic visible to clients (replacing an older version).
+    pub fn install_topic(&self, topic: Arc<Topic>) {
+        self.topics.write().insert(topic.name.clone(), topic);
+    }
+
+    /// Forgets a replicated topic and removes its logs; the caller stopped its
+    /// groups.
+    pub fn remove_replicated_topic(&self, name: &str) -> Option<Arc<Topic>> {
+        let topic = self.topics.write().remove(name)?;
+        remove_partition_logs(&topic);
+        info!(topic = name, "topic removed");
+        Some(topic)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -241,15 +308,21 @@ impl Cluster {
                 "number of partitions must be between 1 and {PARTITIONS_MAX}, got {partitions}"
             )));
         }
-        let rf = if replication_factor == -1 {
-            self.config.default_replication_factor
-        } else {
-            replication_factor
+        let brokers = self.broker_count() as i16;
+        let rf = match replication_factor {
+            // A cluster replicates every partition on every broker.
+            -1 if self.is_replicated() => brokers,
+            -1 => self.config.default_replication_factor,
+            rf => rf,
         };
-        let brokers = 1;
         if rf < 1 || rf > brokers {
             return Err(TopicError::InvalidReplicationFactor(format!(
                 "replication factor {rf} is not between 1 and the number of brokers ({brokers})"
+            )));
+        }
+        if self.is_replicated() && rf != brokers {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {rf}: a cluster of {brokers} brokers replicates every partition on all of them; ask for {brokers} or -1"
             )));
         }
         let configs = TopicConfigs::validate(configs).map_err(TopicError::InvalidConfig)?;
@@ -312,19 +385,7 @@ impl Cluster {
             return Err(TopicError::Unknown(name.to_string()));
         };
         self.persist()?;
-        for replica in &topic.partitions {
-            // Renamed out of the way first (one atomic step), so a topic created
-            // with the same name never meets the old data, then removed.
-            let dir = replica.dir();
-            let doomed = deleted_dir_name(&dir, topic.id);
-            if let Err(e) = std::fs::rename(&dir, &doomed) {
-                warn!(dir = %dir.display(), error = %e, "could not set a deleted partition's log aside");
-                continue;
-            }
-            if let Err(e) = std::fs::remove_dir_all(&doomed) {
-                warn!(dir = %doomed.display(), error = %e, "could not remove a deleted partition's log; it is removed at the next start");
-            }
-        }
+        remove_partition_logs(&topic);
         info!(topic = name, "topic deleted");
         Ok(())
     }
@@ -384,7 +445,9 @@ impl Cluster {
             let retention_bytes = topic
                 .configs
                 .i64_or(topic_config::RETENTION_BYTES, d.retention_bytes);
-            for replica in &topic.partitions {
+            // A replicated partition's head goes through its Raft group (a
+            // snapshot at the new log start, then a purge), not a local delete.
+            for replica in topic.partitions.iter().filter(|r| r.raft().is_none()) {
                 match replica.apply_retention(now_ms, retention_ms, retention_bytes) {
                     Ok(o) if o.segments_deleted > 0 => info!(
                         partition = replica.name(),
@@ -438,6 +501,51 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+/// Removes a deleted topic's partition logs: each directory is renamed out of
+/// the way first (one atomic step), so a topic created with the same name never
+/// meets the old data, then removed.
+fn remove_partition_logs(topic: &Topic) {
+    for replica in &topic.partitions {
+        let dir = replica.dir();
+        let doomed = deleted_dir_name(&dir, topic.id);
+        if let Err(e) = std::fs::rename(&dir, &doomed) {
+            warn!(dir = %dir.display(), error = %e, "could not set a deleted partition's log aside");
+            continue;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&doomed) {
+            warn!(dir = %doomed.display(), error = %e, "could not remove a deleted partition's log; it is removed at the next start");
+        }
+    }
+}
+
+/// File in a replicated partition's directory naming the topic id it belongs to.
+const TOPIC_ID_FILE: &str = "topic.id";
+
+/// Makes `dir` the directory of a partition of topic `id`: a directory written
+/// for another topic id (a topic deleted and created again while this broker was
+/// away) is removed first.
+fn claim_partition_dir(dir: &Path, id: Uuid) {
+    let marker = dir.join(TOPIC_ID_FILE);
+    match std::fs::read_to_string(&marker) {
+        Ok(text) if text.trim() == id.to_string() => return,
+        Ok(other) => {
+            let old = Uuid::parse_str(other.trim()).unwrap_or_default();
+            let doomed = deleted_dir_name(dir, old);
+            warn!(dir = %dir.display(), old = %other.trim(), new = %id, "partition directory belongs to an earlier topic of this name; removing it");
+            if std::fs::rename(dir, &doomed).is_ok() {
+                let _ = std::fs::remove_dir_all(&doomed);
+            }
+        }
+        Err(_) => {}
+    }
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| {
+        std::fs::write(&marker, id.to_string())?;
+        std::fs::File::open(dir)?.sync_all()
+    }) {
+        warn!(dir = %dir.display(), error = %e, "cannot record the topic id of a partition");
     }
 }
 

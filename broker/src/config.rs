@@ -52,6 +52,68 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     pub log: LogDefaults,
     pub group_coordinator: GroupCoordinatorConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Membership of a cluster of brokers; no peers is the single-node broker.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Address the inter-broker (Raft) listener binds to.
+    pub raft_listen: String,
+    /// Every broker of the cluster, this one included: `ID@HOST:PORT` with the
+    /// inter-broker address, comma-separated.
+    pub peers: String,
+    pub raft_heartbeat_interval_ms: u64,
+    pub raft_election_timeout_ms: u64,
+    /// replica.lag.time.max.ms: a follower that has not caught up for this long
+    /// leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// How long CreateTopics and DeleteTopics wait for every live broker to apply
+    /// the change.
+    pub metadata_propagation_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            raft_listen: String::new(),
+            peers: String::new(),
+            raft_heartbeat_interval_ms: 250,
+            raft_election_timeout_ms: 1500,
+            replica_lag_time_max_ms: 30_000,
+            metadata_propagation_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The peers as (node id, inter-broker address); empty for a single node.
+    pub fn peer_list(&self) -> Result<Vec<(i32, String)>, String> {
+        let mut out: Vec<(i32, String)> = Vec::new();
+        for item in self
+            .peers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let (id, addr) = item
+                .split_once('@')
+                .ok_or_else(|| format!("{item:?} is not ID@HOST:PORT"))?;
+            let id: i32 = id
+                .parse()
+                .ok()
+                .filter(|id| *id >= 0)
+                .ok_or_else(|| format!("{item:?}: {id:?} is not a node id"))?;
+            parse_host_port(addr)?;
+            if out.iter().any(|(other, _)| *other == id) {
+                return Err(format!("node id {id} appears twice"));
+            }
+            out.push((id, addr.to_string()));
+        }
+        out.sort();
+        Ok(out)
+    }
 }
 
 /// The group coordinator's settings (Kafka's `offsets.*` and `group.*`).
@@ -128,6 +190,7 @@ impl Default for BrokerConfig {
             producer_id_expiration_ms: 24 * 3600 * 1000,
             log: LogDefaults::default(),
             group_coordinator: GroupCoordinatorConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -264,6 +327,33 @@ impl BrokerConfig {
         if self.cluster_id.is_empty() {
             return Err(bad("cluster_id", "must not be empty".into()));
         }
+        let c = &self.cluster;
+        let peers = c.peer_list().map_err(|m| bad("cluster.peers", m))?;
+        if !peers.is_empty() {
+            if !peers.iter().any(|(id, _)| *id == self.node_id) {
+                return Err(bad(
+                    "cluster.peers",
+                    format!("node_id {} is not among the peers", self.node_id),
+                ));
+            }
+            if c.raft_listen.parse::<SocketAddr>().is_err() {
+                return Err(bad(
+                    "cluster.raft_listen",
+                    format!("{:?} is not a HOST:PORT socket address", c.raft_listen),
+                ));
+            }
+        }
+        if c.raft_heartbeat_interval_ms == 0
+            || c.raft_election_timeout_ms < 3 * c.raft_heartbeat_interval_ms
+        {
+            return Err(bad(
+                "cluster.raft_election_timeout_ms",
+                format!(
+                    "{} must be at least three heartbeat intervals ({} ms each)",
+                    c.raft_election_timeout_ms, c.raft_heartbeat_interval_ms
+                ),
+            ));
+        }
         let g = &self.group_coordinator;
         if !(1..=crate::cluster::PARTITIONS_MAX).contains(&g.offsets_topic_num_partitions) {
             return Err(bad(
@@ -389,6 +479,11 @@ impl BrokerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Whether this broker is one of a cluster (it has peers).
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.peer_list().is_ok_and(|p| !p.is_empty())
     }
 
     /// The (host, port) clients are told to connect to.

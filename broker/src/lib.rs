@@ -18,6 +18,7 @@ pub mod budget;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod controller;
 pub mod group;
 pub mod handlers;
 pub mod server;

@@ -48,6 +48,13 @@ struct ServeArgs {
     /// This broker's node id.
     #[arg(long, value_name = "N")]
     node_id: Option<i32>,
+    /// Address of the inter-broker (Raft) listener.
+    #[arg(long, value_name = "HOST:PORT")]
+    raft_listen: Option<String>,
+    /// Every broker of the cluster with its inter-broker address:
+    /// `1@HOST:PORT,2@HOST:PORT,3@HOST:PORT`.
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    peers: Option<String>,
 }
 
 fn load_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
@@ -66,6 +73,12 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
     }
     if let Some(v) = args.node_id {
         config.node_id = v;
+    }
+    if let Some(v) = &args.raft_listen {
+        config.cluster.raft_listen = v.clone();
+    }
+    if let Some(v) = &args.peers {
+        config.cluster.peers = v.clone();
     }
     config.validate("command line")?;
     Ok(config)
@@ -101,6 +114,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await?
         .context("opening the data directory")?;
+    if broker.config.is_clustered() {
+        let raft_addr = broker.config.cluster.raft_listen.clone();
+        let raft_listener = tokio::net::TcpListener::bind(&raft_addr)
+            .await
+            .with_context(|| format!("binding the inter-broker listener to {raft_addr}"))?;
+        broker
+            .start_cluster(raft_listener)
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("joining the cluster")?;
+        info!(raft_listen = %raft_addr, peers = %broker.config.cluster.peers, "cluster member started");
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the client listener to {addr}"))?;

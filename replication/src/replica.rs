@@ -161,8 +161,14 @@ impl Replica {
         let (start, end) = partition.as_ref().map_or((Offset(0), Offset(0)), |p| {
             (p.log_start_offset(), p.log_end_offset())
         });
+        // On one node everything recovered is committed; under an owner (Raft)
+        // the owner's commits move the high watermark from the log start.
+        let committed = match context.high_watermark {
+            HighWatermarkSource::LocalFlush => end,
+            HighWatermarkSource::Owner => start,
+        };
         let (commit, _) = watch::channel(CommitState {
-            high_watermark: end,
+            high_watermark: committed,
             failed: failure.is_some(),
         });
         Arc::new(Replica {
@@ -212,6 +218,34 @@ impl Replica {
     /// The flusher this replica's files are synced by.
     pub fn flusher(&self) -> Arc<Flusher> {
         Arc::clone(&self.context.flusher)
+    }
+
+    /// On the leader of a replicated partition: itself and the followers that
+    /// acknowledged its log within `lag_max` (Kafka's ISR). `None` elsewhere.
+    pub fn in_sync_replicas(&self, lag_max: std::time::Duration) -> Option<Vec<u64>> {
+        let raft = self.raft.get()?;
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.current_leader != Some(m.id) {
+            return None;
+        }
+        let mut isr = vec![m.id];
+        let replication = m.replication.as_ref()?;
+        let acked = m.heartbeat.as_ref();
+        for (node, matched) in replication {
+            if *node == m.id || matched.is_none() {
+                continue;
+            }
+            let recent = acked
+                .and_then(|h| h.get(node))
+                .and_then(|t| t.as_ref())
+                .is_some_and(|t| openraft::Instant::elapsed(&t.clone().into_inner()) <= lag_max);
+            if recent {
+                isr.push(*node);
+            }
+        }
+        isr.sort_unstable();
+        Some(isr)
     }
 
     pub(crate) fn proposals(&self) -> &Proposals {
@@ -272,6 +306,13 @@ impl Replica {
     }
     pub fn log_end_offset(&self) -> Offset {
         Offset(self.log_end.load(Ordering::Acquire))
+    }
+
+    /// The offset after the last batch stored here, committed or not (a
+    /// replicated partition's log store appends without the replica).
+    pub fn stored_end_offset(&self) -> Offset {
+        self.partition()
+            .map_or(self.log_end_offset(), |p| p.log_end_offset())
     }
 
     fn check_online(&self) -> Result<(), ReplicaError> {

@@ -124,6 +124,20 @@ pub struct Coordinator {
     /// `__consumer_offsets`, once it exists (created on first use, like Kafka).
     topic: Mutex<Option<Arc<Topic>>>,
     closed: AtomicBool,
+    /// In a cluster: asks the controller to create `__consumer_offsets`.
+    create_topic: std::sync::OnceLock<TopicCreator>,
+    /// In a cluster: the `__consumer_offsets` partitions this broker leads and
+    /// has loaded the groups of (only their groups are coordinated here).
+    loaded: RwLock<std::collections::HashSet<usize>>,
+}
+
+/// Asks for `__consumer_offsets` to be created (in a cluster, by the controller).
+pub struct TopicCreator(pub Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for TopicCreator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TopicCreator")
+    }
 }
 
 impl Coordinator {
@@ -141,6 +155,8 @@ impl Coordinator {
             groups: RwLock::new(HashMap::new()),
             topic: Mutex::new(cluster.topic(OFFSETS_TOPIC)),
             closed: AtomicBool::new(false),
+            create_topic: std::sync::OnceLock::new(),
+            loaded: RwLock::new(std::collections::HashSet::new()),
             cluster,
         };
         if let Some(topic) = coordinator.topic.lock().clone() {
@@ -152,24 +168,23 @@ impl Coordinator {
     /// `__consumer_offsets`, created with `offsets_topic_num_partitions` partitions
     /// on first use.
     pub fn offsets_topic(&self) -> Result<Arc<Topic>, GroupError> {
+        if self.cluster.is_replicated() {
+            // The controller creates it; the reconciler installs it.
+            return match self.cluster.topic(OFFSETS_TOPIC) {
+                Some(t) => Ok(t),
+                None => {
+                    if let Some(create) = self.create_topic.get() {
+                        (create.0)();
+                    }
+                    Err(GroupError::CoordinatorNotAvailable)
+                }
+            };
+        }
         let mut slot = self.topic.lock();
         if let Some(topic) = slot.as_ref() {
             return Ok(Arc::clone(topic));
         }
-        let configs = BTreeMap::from([
-            (
-                topic_config::CLEANUP_POLICY.to_string(),
-                "compact".to_string(),
-            ),
-            (
-                topic_config::SEGMENT_BYTES.to_string(),
-                self.config.offsets_topic_segment_bytes.to_string(),
-            ),
-            (
-                topic_config::COMPRESSION_TYPE.to_string(),
-                "producer".to_string(),
-            ),
-        ]);
+        let configs = self.offsets_topic_configs();
         let topic = match self.cluster.create_topic(
             OFFSETS_TOPIC,
             self.config.offsets_topic_num_partitions,
@@ -188,6 +203,29 @@ impl Coordinator {
         };
         *slot = Some(Arc::clone(&topic));
         Ok(topic)
+    }
+
+    /// The configs `__consumer_offsets` is created with.
+    pub fn offsets_topic_configs(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                topic_config::CLEANUP_POLICY.to_string(),
+                "compact".to_string(),
+            ),
+            (
+                topic_config::SEGMENT_BYTES.to_string(),
+                self.config.offsets_topic_segment_bytes.to_string(),
+            ),
+            (
+                topic_config::COMPRESSION_TYPE.to_string(),
+                "producer".to_string(),
+            ),
+        ])
+    }
+
+    /// Partitions of `__consumer_offsets`.
+    pub fn offsets_topic_partitions(&self) -> i32 {
+        self.config.offsets_topic_num_partitions
     }
 
     fn replica_for(&self, group_id: &str) -> Result<Arc<Replica>, GroupError> {
@@ -210,7 +248,89 @@ impl Coordinator {
         if group_id.is_empty() || group_id.len() > STRING_MAX_BYTES {
             return Err(GroupError::InvalidGroupId);
         }
-        self.replica_for(group_id)
+        let replica = self.replica_for(group_id)?;
+        if self.cluster.is_replicated() {
+            if !replica.is_leader() {
+                return Err(GroupError::NotCoordinator);
+            }
+            let index = self.partition_index(group_id)?;
+            if !self.loaded.read().contains(&index) {
+                return Err(GroupError::CoordinatorNotAvailable);
+            }
+        }
+        Ok(replica)
+    }
+
+    fn partition_index(&self, group_id: &str) -> Result<usize, GroupError> {
+        let topic = self.offsets_topic()?;
+        Ok(records::partition_for(group_id, topic.partitions.len() as i32) as usize)
+    }
+
+    /// In a cluster: the broker that coordinates `group_id` (the leader of its
+    /// `__consumer_offsets` partition), if known. Alone: this broker.
+    pub fn coordinator_of(&self, group_id: &str) -> Result<Option<u64>, GroupError> {
+        let replica = self.replica_for(group_id)?;
+        if !self.cluster.is_replicated() {
+            return Ok(Some(self.cluster.config().node_id as u64));
+        }
+        Ok(replica.leader())
+    }
+
+    /// Sets how `__consumer_offsets` is created in a cluster.
+    pub fn set_topic_creator(&self, create: TopicCreator) {
+        let _ = self.create_topic.set(create);
+    }
+
+    /// In a cluster: loads the groups of offsets partition `index`, which this
+    /// broker now leads and whose log it has applied up to its leader's entries.
+    pub fn load_partition(&self, index: usize, now: i64) {
+        let Ok(topic) = self.offsets_topic() else {
+            return;
+        };
+        let Some(replica) = topic.partitions.get(index) else {
+            return;
+        };
+        let n = topic.partitions.len() as i32;
+        self.unload_groups(|g| records::partition_for(g, n) as usize == index);
+        if let Err(e) = self.load_replicas(std::slice::from_ref(replica), now) {
+            error!(partition = replica.name(), error = %e, "cannot load the groups of this partition");
+            return;
+        }
+        self.loaded.write().insert(index);
+        info!(
+            partition = replica.name(),
+            "coordinating the groups of this partition"
+        );
+    }
+
+    /// In a cluster: this broker no longer leads offsets partition `index`: its
+    /// groups go (their waiting requests are answered NOT_COORDINATOR).
+    pub fn unload_partition(&self, index: usize) {
+        let Ok(topic) = self.offsets_topic() else {
+            return;
+        };
+        if !self.loaded.write().remove(&index) {
+            return;
+        }
+        let n = topic.partitions.len() as i32;
+        self.unload_groups(|g| records::partition_for(g, n) as usize == index);
+        info!(partition = %format!("{OFFSETS_TOPIC}-{index}"), "no longer coordinating the groups of this partition");
+    }
+
+    /// Whether offsets partition `index` is loaded here.
+    pub fn is_loaded(&self, index: usize) -> bool {
+        self.loaded.read().contains(&index)
+    }
+
+    fn unload_groups(&self, doomed: impl Fn(&str) -> bool) {
+        let removed: Vec<Arc<Mutex<Group>>> = {
+            let mut groups = self.groups.write();
+            let ids: Vec<String> = groups.keys().filter(|g| doomed(g)).cloned().collect();
+            ids.iter().filter_map(|id| groups.remove(id)).collect()
+        };
+        for group in removed {
+            group.lock().unload();
+        }
     }
 
     fn group(&self, group_id: &str) -> Option<Arc<Mutex<Group>>> {
@@ -743,6 +863,11 @@ impl Coordinator {
 
     /// Replays `__consumer_offsets`: the last record per key wins, null values delete.
     fn load(&self, topic: &Topic, now: i64) -> Result<(), TopicError> {
+        self.load_replicas(&topic.partitions, now)
+    }
+
+    /// Replays the given partitions of `__consumer_offsets`.
+    fn load_replicas(&self, partitions: &[Arc<Replica>], now: i64) -> Result<(), TopicError> {
         #[derive(Default)]
         struct Loaded {
             metadata: Option<GroupValue>,
@@ -774,7 +899,7 @@ impl Coordinator {
             }
             Ok(())
         };
-        for replica in &topic.partitions {
+        for replica in partitions {
             // A partition that cannot be read leaves its groups without a
             // coordinator (COORDINATOR_NOT_AVAILABLE); the others load.
             if let Err(e) = Self::replay(replica, &mut apply) {

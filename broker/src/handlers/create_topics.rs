@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -11,7 +12,10 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 
 use super::{code, str_bytes};
+use uuid::Uuid;
+
 use crate::cluster::TopicError;
+use crate::controller::{Command, ControllerError};
 use crate::topic_config::TopicConfigs;
 use crate::Broker;
 
@@ -28,6 +32,103 @@ pub(crate) fn topic_error_code(e: &TopicError) -> ResponseError {
         TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
+        TopicError::Unavailable(_) => ResponseError::RequestTimedOut,
+    }
+}
+
+/// How long a created topic's answer waits for its partitions to elect leaders.
+const LEADERS_WAIT: Duration = Duration::from_secs(5);
+
+fn controller_error(e: ControllerError) -> TopicError {
+    match e {
+        ControllerError::Refused(reason) if reason.contains("already exists") => {
+            TopicError::AlreadyExists(reason)
+        }
+        ControllerError::Refused(reason) => TopicError::InvalidName(reason),
+        e @ ControllerError::Unavailable(_) => TopicError::Unavailable(e.to_string()),
+    }
+}
+
+/// Creates a topic: on one broker directly, in a cluster through the controller
+/// (answered once every live broker serves it and its partitions have leaders).
+/// Returns (partitions, configs, topic id).
+pub async fn create(
+    broker: &Arc<Broker>,
+    name: &str,
+    partitions: i32,
+    rf: i16,
+    configs: &BTreeMap<String, String>,
+) -> Result<(i32, TopicConfigs, Uuid), TopicError> {
+    let Some(controller) = broker.controller() else {
+        let (cluster, name, configs) = (
+            Arc::clone(&broker.cluster),
+            name.to_string(),
+            configs.clone(),
+        );
+        return broker
+            .budgets
+            .io(move || cluster.create_topic(&name, partitions, rf, &configs))
+            .await
+            .unwrap_or_else(|e| Err(TopicError::Storage(format!("create task failed: {e}"))))
+            .map(|t| (t.partitions.len() as i32, t.configs.clone(), t.id));
+    };
+    let (partitions, checked) = broker
+        .cluster
+        .check_new_topic(name, partitions, rf, configs)?;
+    let replicas = controller.with_image(|image| {
+        image.place(
+            controller.peers(),
+            partitions as usize,
+            broker.cluster.broker_count(),
+        )
+    });
+    let id = Uuid::new_v4();
+    let command = Command::CreateTopic {
+        name: name.to_string(),
+        id,
+        replicas,
+        configs: checked.overrides().clone(),
+    };
+    controller
+        .submit(&command)
+        .await
+        .map_err(controller_error)?;
+    let deadline = tokio::time::Instant::now() + LEADERS_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let led = broker
+            .cluster
+            .topic(name)
+            .is_some_and(|t| t.partitions.iter().all(|r| r.leader().is_some()));
+        if led {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((partitions, checked, id))
+}
+
+/// Deletes a topic, in a cluster through the controller.
+pub async fn delete(broker: &Arc<Broker>, name: &str) -> Result<(), TopicError> {
+    let Some(controller) = broker.controller() else {
+        let (cluster, name) = (Arc::clone(&broker.cluster), name.to_string());
+        return broker
+            .budgets
+            .io(move || cluster.delete_topic(&name))
+            .await
+            .unwrap_or_else(|e| Err(TopicError::Storage(format!("delete task failed: {e}"))));
+    };
+    if crate::cluster::is_internal_topic(name) {
+        return Err(TopicError::InvalidName(format!(
+            "topic '{name}' is internal and cannot be deleted"
+        )));
+    }
+    let command = Command::DeleteTopic {
+        name: name.to_string(),
+    };
+    match controller.submit(&command).await {
+        Ok(_) => Ok(()),
+        Err(ControllerError::Refused(_)) => Err(TopicError::Unknown(name.to_string())),
+        Err(e) => Err(controller_error(e)),
     }
 }
 
@@ -93,25 +194,25 @@ pub async fn handle(
                     .map(|v| (c.name.to_string(), v.to_string()))
             })
             .collect();
-        let cluster = Arc::clone(&broker.cluster);
         let outcome = if request.validate_only {
-            cluster
+            broker
+                .cluster
                 .check_new_topic(&name, partitions, rf, &configs)
                 .map(|(p, c)| (p, c, None))
         } else {
-            let name = name.clone();
-            broker
-                .budgets
-                .io(move || cluster.create_topic(&name, partitions, rf, &configs))
+            create(broker, &name, partitions, rf, &configs)
                 .await
-                .unwrap_or_else(|e| Err(TopicError::Storage(format!("create task failed: {e}"))))
-                .map(|t| (t.partitions.len() as i32, t.configs.clone(), Some(t.id)))
+                .map(|(p, c, id)| (p, c, Some(id)))
         };
+        let replication_factor = broker
+            .cluster
+            .topic(&name)
+            .map_or(1, |t| t.replicas.first().map_or(1, |r| r.len() as i16));
         match outcome {
             Ok((partitions, configs, id)) => {
                 let mut r = result
                     .with_num_partitions(partitions)
-                    .with_replication_factor(1);
+                    .with_replication_factor(replication_factor);
                 // Per-topic configs are part of the answer from v5.
                 if version >= 5 {
                     r = r.with_configs(Some(describe(broker, &configs)));

@@ -9,7 +9,6 @@ use uuid::Uuid;
 
 use super::create_topics::topic_error_code;
 use super::{code, str_bytes, topic_name};
-use crate::cluster::TopicError;
 use crate::Broker;
 
 pub async fn handle(
@@ -50,13 +49,7 @@ pub async fn handle(
             );
             continue;
         };
-        let cluster = Arc::clone(&broker.cluster);
-        let topic_name_owned = topic.name.clone();
-        let outcome = broker
-            .budgets
-            .io(move || cluster.delete_topic(&topic_name_owned))
-            .await
-            .unwrap_or_else(|e| Err(TopicError::Storage(format!("delete task failed: {e}"))));
+        let outcome = super::create_topics::delete(broker, &topic.name).await;
         let result = DeletableTopicResult::default()
             .with_name(Some(topic_name(&topic.name)))
             .with_topic_id(topic.id);

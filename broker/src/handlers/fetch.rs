@@ -97,6 +97,14 @@ fn read_all(
                 partitions.push(base.with_error_code(code(error)).with_high_watermark(-1));
                 continue;
             }
+            if !replica.is_leader() {
+                has_error = true;
+                partitions.push(
+                    base.with_error_code(code(ResponseError::NotLeaderOrFollower))
+                        .with_high_watermark(-1),
+                );
+                continue;
+            }
             let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
             // KIP-74: the first batch of the first non-empty partition is returned
             // whole even if it is larger than the limits, so consumers make progress.
@@ -119,7 +127,9 @@ fn read_all(
                         ReplicaError::Storage(StorageError::OffsetOutOfRange { .. }) => {
                             ResponseError::OffsetOutOfRange
                         }
-                        ReplicaError::ShuttingDown { .. } => ResponseError::NotLeaderOrFollower,
+                        ReplicaError::ShuttingDown { .. } | ReplicaError::NotLeader { .. } => {
+                            ResponseError::NotLeaderOrFollower
+                        }
                         _ => ResponseError::KafkaStorageError,
                     };
                     partitions.push(

@@ -52,13 +52,31 @@ pub async fn handle(
                 )),
                 _ => Some((code(ResponseError::InvalidRequest), "unknown key type")),
             };
-            let c = Coordinator::default().with_key(key);
-            match error {
-                None => c
-                    .with_node_id(BrokerId(broker.node_id()))
-                    .with_host(str_bytes(host.clone()))
+            let c = Coordinator::default().with_key(key.clone());
+            let coordinator = match (error, request.key_type) {
+                (None, KEY_TYPE_GROUP) => match broker.groups.coordinator_of(&key) {
+                    Ok(Some(node)) => match broker.address_of(node as i32) {
+                        Some(address) => Ok(address),
+                        None => Err((
+                            group_code(Some(GroupError::CoordinatorNotAvailable)),
+                            "the coordinator's address is not known yet",
+                        )),
+                    },
+                    Ok(None) => Err((
+                        group_code(Some(GroupError::CoordinatorNotAvailable)),
+                        "the group's partition has no leader yet",
+                    )),
+                    Err(e) => Err((group_code(Some(e)), "no coordinator yet")),
+                },
+                (None, _) => Ok((broker.node_id(), host.clone(), port)),
+                (Some(e), _) => Err(e),
+            };
+            match coordinator {
+                Ok((node, host, port)) => c
+                    .with_node_id(BrokerId(node))
+                    .with_host(str_bytes(host))
                     .with_port(port),
-                Some((error, message)) => c
+                Err((error, message)) => c
                     .with_error_code(error)
                     .with_error_message(Some(str_bytes(message)))
                     .with_node_id(BrokerId(-1))

@@ -10,7 +10,7 @@ use tracing::warn;
 use super::code;
 use crate::Broker;
 
-pub fn handle(
+pub async fn handle(
     broker: &Arc<Broker>,
     request: InitProducerIdRequest,
     _version: i16,
@@ -28,7 +28,7 @@ pub fn handle(
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(epoch + 1);
     }
-    match broker.cluster.next_producer_id() {
+    match broker.next_producer_id().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

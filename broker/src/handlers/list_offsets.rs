@@ -56,6 +56,9 @@ pub fn handle(
                         };
                         return base.with_error_code(code(error));
                     }
+                    if !replica.is_leader() {
+                        return base.with_error_code(code(ResponseError::NotLeaderOrFollower));
+                    }
                     match lookup(replica, lp.timestamp) {
                         Ok(Some((timestamp, offset))) => base
                             .with_timestamp(timestamp)

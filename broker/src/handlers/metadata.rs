@@ -2,6 +2,7 @@
 //! unknown topics when `auto_create_topics_enable` allows.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -11,12 +12,38 @@ use kafka_protocol::ResponseError;
 use tracing::warn;
 
 use super::{code, str_bytes, topic_name};
+use sluice_replication::Replica;
+
 use crate::cluster::{validate_topic_name, Topic, TopicError};
 use crate::Broker;
 
-pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
+/// The brokers clients are told about, and the controller's id.
+fn brokers(broker: &Broker) -> (Vec<MetadataResponseBroker>, i32) {
     let node = broker.node_id();
-    let (host, port) = broker.config.advertised();
+    let Some(controller) = broker.controller() else {
+        let (host, port) = broker.config.advertised();
+        let me = MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node))
+            .with_host(str_bytes(host))
+            .with_port(port);
+        return (vec![me], node);
+    };
+    let brokers = controller.with_image(|image| {
+        image
+            .brokers
+            .iter()
+            .map(|(id, b)| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(*id))
+                    .with_host(str_bytes(b.host.clone()))
+                    .with_port(b.port)
+            })
+            .collect()
+    });
+    (brokers, controller.leader().unwrap_or(-1))
+}
+
+pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
     let cluster = &broker.cluster;
     // v0: an empty list means all topics; v1+: null means all topics.
     let requested = match request.topics {
@@ -27,13 +54,17 @@ pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> M
     let auto_create = broker.config.auto_create_topics_enable
         && (version < 4 || request.allow_auto_topic_creation);
     let topics = match requested {
-        None => cluster.topics().iter().map(|t| describe(t, node)).collect(),
+        None => cluster
+            .topics()
+            .iter()
+            .map(|t| describe(broker, t))
+            .collect(),
         Some(requested) => requested
             .into_iter()
             .map(|rt| match rt.name {
-                Some(name) => lookup(broker, name.0.as_str(), auto_create, node),
+                Some(name) => lookup(broker, name.0.as_str(), auto_create),
                 None => match cluster.topic_by_id(rt.topic_id) {
-                    Some(t) => describe(&t, node),
+                    Some(t) => describe(broker, &t),
                     None => MetadataResponseTopic::default()
                         .with_topic_id(rt.topic_id)
                         .with_error_code(code(ResponseError::UnknownTopicId)),
@@ -41,19 +72,17 @@ pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> M
             })
             .collect(),
     };
+    let (brokers, controller) = self::brokers(broker);
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
-            .with_host(str_bytes(host))
-            .with_port(port)])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(broker.config.cluster_id.clone())))
-        .with_controller_id(BrokerId(node))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics)
 }
 
-fn lookup(broker: &Arc<Broker>, name: &str, auto_create: bool, node: i32) -> MetadataResponseTopic {
+fn lookup(broker: &Arc<Broker>, name: &str, auto_create: bool) -> MetadataResponseTopic {
     if let Some(t) = broker.cluster.topic(name) {
-        return describe(&t, node);
+        return describe(broker, &t);
     }
     let unknown = |error| {
         MetadataResponseTopic::default()
@@ -66,12 +95,28 @@ fn lookup(broker: &Arc<Broker>, name: &str, auto_create: bool, node: i32) -> Met
     if !auto_create {
         return unknown(ResponseError::UnknownTopicOrPartition);
     }
+    if broker.controller().is_some() {
+        // Created through the controller in the background; the client asks again
+        // (Kafka answers an auto-created topic this way too).
+        let (b, name) = (Arc::clone(broker), name.to_string());
+        tokio::spawn(async move {
+            let defaults = Default::default();
+            if let Err(e) =
+                crate::handlers::create_topics::create(&b, &name, -1, -1, &defaults).await
+            {
+                if !matches!(e, TopicError::AlreadyExists(_)) {
+                    warn!(topic = %name, error = %e, "auto-creating a topic failed");
+                }
+            }
+        });
+        return unknown(ResponseError::LeaderNotAvailable);
+    }
     let defaults = Default::default();
     match broker.cluster.create_topic(name, -1, -1, &defaults) {
-        Ok(t) => describe(&t, node),
+        Ok(t) => describe(broker, &t),
         // Another request created it first.
         Err(TopicError::AlreadyExists(_)) => match broker.cluster.topic(name) {
-            Some(t) => describe(&t, node),
+            Some(t) => describe(broker, &t),
             None => unknown(ResponseError::LeaderNotAvailable),
         },
         Err(e) => {
@@ -81,12 +126,17 @@ fn lookup(broker: &Arc<Broker>, name: &str, auto_create: bool, node: i32) -> Met
     }
 }
 
-fn describe(topic: &Topic, node: i32) -> MetadataResponseTopic {
+fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
+    let node = broker.node_id();
+    let lag_max = Duration::from_millis(broker.config.cluster.replica_lag_time_max_ms);
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(i, replica)| {
+            if replica.raft().is_some() {
+                return describe_replicated(broker, i, replica, &topic.replicas[i], lag_max);
+            }
             let partition = MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
                 .with_leader_epoch(replica.leader_epoch().0)
@@ -108,4 +158,43 @@ fn describe(topic: &Topic, node: i32) -> MetadataResponseTopic {
         .with_topic_id(topic.id)
         .with_is_internal(crate::cluster::is_internal_topic(&topic.name))
         .with_partitions(partitions)
+}
+
+/// A partition of a replicated topic: the Raft leader and term; the ISR as the
+/// leader sees it, or elsewhere the replicas this broker is connected to.
+fn describe_replicated(
+    broker: &Broker,
+    index: usize,
+    replica: &Replica,
+    replicas: &[i32],
+    lag_max: Duration,
+) -> MetadataResponsePartition {
+    let ids = |v: &[i32]| v.iter().map(|r| BrokerId(*r)).collect::<Vec<_>>();
+    let partition = MetadataResponsePartition::default()
+        .with_partition_index(index as i32)
+        .with_leader_epoch(replica.leader_epoch().0)
+        .with_replica_nodes(ids(replicas));
+    let leader = replica.leader().map(|l| l as i32);
+    let Some(leader) = leader.filter(|_| replica.offline_reason().is_none()) else {
+        return partition
+            .with_error_code(code(ResponseError::LeaderNotAvailable))
+            .with_leader_id(BrokerId(-1))
+            .with_isr_nodes(Vec::new());
+    };
+    let isr: Vec<i32> = match replica.in_sync_replicas(lag_max) {
+        Some(isr) => isr.into_iter().map(|r| r as i32).collect(),
+        None => {
+            let transport = broker.controller().map(|c| c.transport());
+            replicas
+                .iter()
+                .copied()
+                .filter(|r| {
+                    *r == broker.node_id() || transport.is_some_and(|t| t.is_connected(*r as u64))
+                })
+                .collect()
+        }
+    };
+    partition
+        .with_leader_id(BrokerId(leader))
+        .with_isr_nodes(ids(&isr))
 }

@@ -218,7 +218,7 @@ async fn handle(
             ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await)
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, r, version))
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, r, version).await)
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))

@@ -61,8 +61,13 @@ fn replica_error_code(e: &ReplicaError) -> ResponseError {
             ResponseError::UnknownProducerId
         }
         ReplicaError::Storage(_) | ReplicaError::Offline { .. } => ResponseError::KafkaStorageError,
+        ReplicaError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        // Retriable: once the earlier copy commits, the retry finds it.
+        ReplicaError::InFlightRetry { .. } => ResponseError::RequestTimedOut,
         // The write may or may not have committed: never report success.
-        ReplicaError::ShuttingDown { .. } => ResponseError::RequestTimedOut,
+        ReplicaError::ShuttingDown { .. } | ReplicaError::Raft { .. } => {
+            ResponseError::RequestTimedOut
+        }
     }
 }
 

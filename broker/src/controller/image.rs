@@ -1,0 +1,255 @@
+//! The cluster metadata image and the commands that change it. Every broker
+//! applies the same committed commands in the same order, so every broker holds
+//! the same image; `apply` is deterministic and checks each command against the
+//! image (a command that no longer fits, such as a second creation of one name
+//! raced in by two brokers, changes nothing).
+//!
+//! A command is stored as the value of one record, in JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Raft group of the controller; partition groups are numbered from 1.
+pub const CONTROLLER_GROUP: u64 = 0;
+/// Producer ids per block handed to a broker.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// A broker as clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub host: String,
+    pub port: i32,
+}
+
+/// One partition: its replicas in preferred order and its Raft group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionImage {
+    pub replicas: Vec<i32>,
+    pub group: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub id: Uuid,
+    pub partitions: Vec<PartitionImage>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A change to the metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    RegisterBroker {
+        id: i32,
+        host: String,
+        port: i32,
+    },
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        /// Replicas of each partition, preferred leader first.
+        replicas: Vec<Vec<i32>>,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        /// Replicas of each new partition.
+        replicas: Vec<Vec<i32>>,
+    },
+    AllocateProducerIds {
+        broker: i32,
+    },
+}
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(value: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(value).map_err(|e| format!("metadata command: {e}"))
+    }
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// A producer id block starting here went to the broker that asked.
+    ProducerIds {
+        broker: i32,
+        start: i64,
+    },
+    /// The command did not fit the image and changed nothing.
+    Refused(String),
+}
+
+/// The cluster metadata, as of the last applied command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataImage {
+    pub brokers: BTreeMap<i32, BrokerInfo>,
+    pub topics: BTreeMap<String, TopicImage>,
+    next_group: u64,
+    next_producer_id: i64,
+}
+
+impl MetadataImage {
+    pub fn apply(&mut self, command: &Command) -> Applied {
+        match command {
+            Command::RegisterBroker { id, host, port } => {
+                self.brokers.insert(
+                    *id,
+                    BrokerInfo {
+                        host: host.clone(),
+                        port: *port,
+                    },
+                );
+                Applied::Done
+            }
+            Command::CreateTopic {
+                name,
+                id,
+                replicas,
+                configs,
+            } => {
+                if self.topics.contains_key(name) {
+                    return Applied::Refused(format!("topic '{name}' already exists"));
+                }
+                if self.topics.values().any(|t| t.id == *id) {
+                    return Applied::Refused(format!("topic id {id} is taken"));
+                }
+                let partitions = self.new_partitions(replicas);
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        id: *id,
+                        partitions,
+                        configs: configs.clone(),
+                    },
+                );
+                Applied::Done
+            }
+            Command::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => Applied::Done,
+                None => Applied::Refused(format!("topic '{name}' does not exist")),
+            },
+            Command::CreatePartitions { name, replicas } => {
+                if !self.topics.contains_key(name) {
+                    return Applied::Refused(format!("topic '{name}' does not exist"));
+                }
+                let added = self.new_partitions(replicas);
+                if let Some(t) = self.topics.get_mut(name) {
+                    t.partitions.extend(added);
+                }
+                Applied::Done
+            }
+            Command::AllocateProducerIds { broker } => {
+                let start = self.next_producer_id;
+                self.next_producer_id += PRODUCER_ID_BLOCK;
+                Applied::ProducerIds {
+                    broker: *broker,
+                    start,
+                }
+            }
+        }
+    }
+
+    fn new_partitions(&mut self, replicas: &[Vec<i32>]) -> Vec<PartitionImage> {
+        replicas
+            .iter()
+            .map(|r| {
+                self.next_group += 1;
+                PartitionImage {
+                    replicas: r.clone(),
+                    group: CONTROLLER_GROUP + self.next_group,
+                }
+            })
+            .collect()
+    }
+
+    /// Replica lists for `count` new partitions of `rf` replicas over `brokers`:
+    /// round robin from a start that rotates with the partitions already placed,
+    /// so leaders and replicas spread evenly.
+    pub fn place(&self, brokers: &[i32], count: usize, rf: usize) -> Vec<Vec<i32>> {
+        if brokers.is_empty() {
+            return Vec::new();
+        }
+        let placed: usize = self.topics.values().map(|t| t.partitions.len()).sum();
+        (0..count)
+            .map(|p| {
+                let start = placed + p;
+                (0..rf.min(brokers.len()))
+                    .map(|r| brokers[(start + r) % brokers.len()])
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(image: &mut MetadataImage, ids: &[i32]) {
+        for id in ids {
+            image.apply(&Command::RegisterBroker {
+                id: *id,
+                host: "127.0.0.1".into(),
+                port: 9092 + id,
+            });
+        }
+    }
+
+    #[test]
+    fn commands_round_trip_and_apply_in_order() {
+        let mut image = MetadataImage::default();
+        register(&mut image, &[1, 2, 3]);
+        let create = Command::CreateTopic {
+            name: "orders".into(),
+            id: Uuid::from_u128(7),
+            replicas: image.place(&[1, 2, 3], 3, 3),
+            configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+        };
+        let back = Command::decode(&create.encode()).expect("decode");
+        assert_eq!(back, create);
+        assert_eq!(image.apply(&back), Applied::Done);
+        assert!(matches!(image.apply(&back), Applied::Refused(_)));
+        let t = &image.topics["orders"];
+        let groups: Vec<u64> = t.partitions.iter().map(|p| p.group).collect();
+        assert_eq!(groups, vec![1, 2, 3]);
+        // Leaders (first replicas) spread over the brokers.
+        let mut leaders: Vec<i32> = t.partitions.iter().map(|p| p.replicas[0]).collect();
+        leaders.sort();
+        assert_eq!(leaders, vec![1, 2, 3]);
+        assert!(t.partitions.iter().all(|p| p.replicas.len() == 3));
+        let a = image.apply(&Command::AllocateProducerIds { broker: 2 });
+        let b = image.apply(&Command::AllocateProducerIds { broker: 3 });
+        assert_eq!(
+            a,
+            Applied::ProducerIds {
+                broker: 2,
+                start: 0
+            }
+        );
+        assert_eq!(
+            b,
+            Applied::ProducerIds {
+                broker: 3,
+                start: PRODUCER_ID_BLOCK
+            }
+        );
+        assert_eq!(
+            image.apply(&Command::DeleteTopic {
+                name: "orders".into()
+            }),
+            Applied::Done
+        );
+        assert!(image.topics.is_empty());
+        assert!(Command::decode(b"{\"type\":\"unknown\"}").is_err());
+    }
+}

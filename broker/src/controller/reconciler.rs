@@ -1,0 +1,158 @@
+//! Makes this broker match the metadata image: for each topic partition the image
+//! assigns here it opens the log and starts the partition's Raft group (every
+//! replica of a new partition initializes it with the same members, which is
+//! safe); for a topic no longer in the image it stops the groups and removes the
+//! logs. Runs after every applied metadata change, one pass at a time.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use sluice_replication::transport::network::GroupNetwork;
+use sluice_replication::{initialize_if_pristine, start_group, Replica};
+use tracing::{error, info, warn};
+
+use super::image::TopicImage;
+use super::Controller;
+use crate::cluster::Topic;
+use crate::topic_config::TopicConfigs;
+use crate::Broker;
+
+/// Runs until the broker stops.
+pub async fn run(broker: Arc<Broker>, controller: Arc<Controller>) {
+    let mut applied = controller.applied();
+    loop {
+        let upto = *applied.borrow_and_update();
+        reconcile(&broker, &controller).await;
+        controller.set_reconciled(upto);
+        if applied.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn reconcile(broker: &Arc<Broker>, controller: &Arc<Controller>) {
+    let image = controller.image();
+    let node = broker.node_id();
+    broker.cluster.set_broker_count(controller.peers().len());
+    for (name, wanted) in &image.topics {
+        let existing = broker.cluster.topic(name);
+        let kept: Vec<Arc<Replica>> = match &existing {
+            Some(t) if t.id == wanted.id => {
+                if t.partitions.len() >= wanted.partitions.len() {
+                    continue;
+                }
+                t.partitions.clone()
+            }
+            Some(_) => {
+                stop_topic(broker, name).await;
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let hosted = wanted.partitions.iter().all(|p| p.replicas.contains(&node));
+        if !hosted {
+            warn!(topic = %name, "topic has partitions not assigned to this broker; they are not served here");
+        }
+        let first = kept.len();
+        let added = open_partitions(broker, name, wanted, first).await;
+        for (offset, replica) in added.iter().enumerate() {
+            let p = &wanted.partitions[first + offset];
+            start_partition_group(broker, controller, replica, p.group, &p.replicas).await;
+        }
+        let mut partitions = kept;
+        partitions.extend(added);
+        let topic = Topic {
+            name: name.clone(),
+            id: wanted.id,
+            partitions,
+            replicas: wanted
+                .partitions
+                .iter()
+                .map(|p| p.replicas.clone())
+                .collect(),
+            configs: TopicConfigs::from_stored(wanted.configs.clone()),
+        };
+        info!(topic = %name, partitions = topic.partitions.len(), "topic serving");
+        broker.cluster.install_topic(Arc::new(topic));
+    }
+    for topic in broker.cluster.topics() {
+        let keep = image
+            .topics
+            .get(&topic.name)
+            .is_some_and(|t| t.id == topic.id);
+        if !keep {
+            stop_topic(broker, &topic.name).await;
+        }
+    }
+}
+
+async fn open_partitions(
+    broker: &Arc<Broker>,
+    name: &str,
+    wanted: &TopicImage,
+    first: usize,
+) -> Vec<Arc<Replica>> {
+    let (b, name, id) = (Arc::clone(broker), name.to_string(), wanted.id);
+    let configs = TopicConfigs::from_stored(wanted.configs.clone());
+    let count = wanted.partitions.len() - first;
+    let opened = tokio::task::spawn_blocking(move || {
+        b.cluster
+            .open_replicated_partitions(&name, id, first, count, &configs)
+    })
+    .await;
+    opened.unwrap_or_else(|e| {
+        error!(error = %e, "opening partition logs failed");
+        Vec::new()
+    })
+}
+
+async fn start_partition_group(
+    broker: &Arc<Broker>,
+    controller: &Arc<Controller>,
+    replica: &Arc<Replica>,
+    group: u64,
+    replicas: &[i32],
+) {
+    let network = GroupNetwork::new(Arc::clone(controller.transport()), group);
+    let config = super::raft_config(&broker.config);
+    let raft = match start_group(replica, broker.node_id() as u64, network, config, None).await {
+        Ok(raft) => raft,
+        Err(e) => {
+            // This partition stays offline here; the others serve.
+            error!(partition = replica.name(), error = %e, "cannot start the partition's Raft group");
+            return;
+        }
+    };
+    broker
+        .raft_groups
+        .insert(group, replica.name(), raft.clone());
+    let members: BTreeSet<u64> = replicas.iter().map(|r| *r as u64).collect();
+    if let Err(e) = initialize_if_pristine(&raft, &members).await {
+        warn!(partition = replica.name(), error = %e, "cannot initialize the partition's Raft group");
+    }
+}
+
+/// Stops a topic's groups on this broker and removes its logs.
+async fn stop_topic(broker: &Arc<Broker>, name: &str) {
+    let Some(topic) = broker.cluster.topic(name) else {
+        return;
+    };
+    for replica in &topic.partitions {
+        if let Some(raft) = replica.raft() {
+            if let Err(e) = raft.shutdown().await {
+                warn!(partition = replica.name(), error = %e, "stopping a Raft group failed");
+            }
+        }
+    }
+    let b = Arc::clone(broker);
+    let name = name.to_string();
+    let removed =
+        tokio::task::spawn_blocking(move || b.cluster.remove_replicated_topic(&name)).await;
+    if let Ok(Some(topic)) = removed {
+        for replica in &topic.partitions {
+            if let Some(group) = broker.raft_groups.group_of(replica.name()) {
+                broker.raft_groups.remove(group);
+            }
+        }
+    }
+}
