@@ -12,6 +12,7 @@ use sluice_replication::{
 };
 use sluice_storage::LogConfig;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::budget::Budgets;
@@ -140,9 +141,16 @@ impl Broker {
         self.raft_groups.set_controller(&controller);
         let _ = self.controller.set(Arc::clone(&controller));
         transport.start(raft_listener);
+        tokio::spawn(reset_backoff_on_reconnect(
+            Arc::clone(self),
+            transport.connections(),
+        ));
         tokio::spawn(reconciler::run(Arc::clone(self), Arc::clone(&controller)));
         self.groups.set_topic_creator(offsets_topic_creator(self));
         tokio::spawn(crate::controller::coordination::run(Arc::clone(self)));
+        tokio::spawn(crate::controller::leadership::rebalance_loop(Arc::clone(
+            self,
+        )));
         tokio::spawn(register(Arc::clone(self), controller));
         Ok(())
     }
@@ -193,6 +201,16 @@ impl Broker {
     pub fn close(&self) {
         self.cluster.sync_all();
         self.flusher.shutdown();
+    }
+}
+
+/// A peer came (back): every group retries it now instead of waiting out the
+/// backoff its replication entered while the peer was unreachable.
+async fn reset_backoff_on_reconnect(broker: Arc<Broker>, mut connections: watch::Receiver<u64>) {
+    while connections.changed().await.is_ok() {
+        for raft in broker.raft_groups.all() {
+            let _ = raft.trigger().reset_backoff(std::iter::empty()).await;
+        }
     }
 }
 

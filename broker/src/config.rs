@@ -72,6 +72,11 @@ pub struct ClusterConfig {
     /// How long CreateTopics and DeleteTopics wait for every live broker to apply
     /// the change.
     pub metadata_propagation_timeout_ms: u64,
+    /// auto.leader.rebalance.enable: move leadership back to each partition's
+    /// preferred replica when it is alive and caught up.
+    pub auto_leader_rebalance_enable: bool,
+    /// leader.imbalance.check.interval.seconds, in milliseconds.
+    pub leader_imbalance_check_interval_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -83,6 +88,8 @@ impl Default for ClusterConfig {
             raft_election_timeout_ms: 1500,
             replica_lag_time_max_ms: 30_000,
             metadata_propagation_timeout_ms: 10_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 10_000,
         }
     }
 }

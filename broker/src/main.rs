@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_broker::{server, Broker, BrokerConfig};
 use sluice_protocol::alloc::GuardedAlloc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Keeps impossible element counts in request frames from aborting the broker.
 #[global_allocator]
@@ -125,6 +125,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)
             .context("joining the cluster")?;
         info!(raft_listen = %raft_addr, peers = %broker.config.cluster.peers, "cluster member started");
+        let caught_up = match broker.controller() {
+            Some(c) => c.wait_caught_up(std::time::Duration::from_secs(60)).await,
+            None => false,
+        };
+        if !caught_up {
+            warn!("the cluster metadata did not catch up within 60 s; serving clients anyway");
+        }
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -145,7 +152,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -61,6 +61,8 @@ pub async fn run(
             () = &mut shutdown => break,
         }
     }
+    // In a cluster, leadership moves to the peers first: clients retry there.
+    crate::controller::leadership::hand_over(&broker).await;
     retention.abort();
     cleaner.abort();
     group_timers.abort();

@@ -248,6 +248,23 @@ impl Replica {
         Some(isr)
     }
 
+    /// On the leader: whether follower `node` holds everything the leader's log
+    /// holds (a leadership transfer to it loses no time catching up).
+    pub fn follower_caught_up(&self, node: u64) -> bool {
+        let Some(raft) = self.raft.get() else {
+            return false;
+        };
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&node))
+            .and_then(|id| id.as_ref())
+            .map(|id| id.index);
+        matched.is_some() && matched == m.last_log_index
+    }
+
     pub(crate) fn proposals(&self) -> &Proposals {
         &self.proposals
     }

@@ -15,6 +15,7 @@
 pub mod coordination;
 pub mod groups;
 pub mod image;
+pub mod leadership;
 pub mod reconciler;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use openraft::async_runtime::watch::WatchReceiver;
 use parking_lot::{Mutex, RwLock};
 use sluice_protocol::batch::{build_batch, BatchView};
 use sluice_protocol::records::{parse_records, records_data};
@@ -74,6 +76,12 @@ pub fn raft_config(config: &BrokerConfig) -> Arc<openraft::Config> {
         snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 0,
         enable_pre_vote: Some(true),
+        // A broker whose data directory was wiped rejoins with an empty log; its
+        // peers replicate everything to it again instead of refusing it.
+        allow_log_reversion: Some(true),
+        // A restarted leader stands for election like everyone else (restoring
+        // leadership without a vote can serve from a stale view).
+        enable_leader_restore: Some(false),
         ..openraft::Config::default()
     };
     Arc::new(raft.validate().unwrap_or_default())
@@ -153,6 +161,11 @@ impl Controller {
         &self.raft
     }
 
+    /// The metadata partition's replica on this broker.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
     pub fn transport(&self) -> &Arc<Transport> {
         &self.transport
     }
@@ -187,6 +200,29 @@ impl Controller {
             }
             moved
         });
+    }
+
+    /// Waits (at most `timeout`) until a controller leader is known and this
+    /// broker has reconciled everything committed in the metadata log, so that it
+    /// serves clients with current metadata (KRaft fences a broker until then).
+    pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut metrics = self.raft.metrics();
+        loop {
+            let target = {
+                let m = metrics.borrow_watched();
+                m.current_leader.and(m.local_committed).map(|c| c.index + 1)
+            };
+            if let Some(target) = target {
+                return self.wait_reconciled(target, deadline).await;
+            }
+            if tokio::time::timeout_at(deadline, metrics.changed())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
     }
 
     fn timeout(&self) -> Duration {

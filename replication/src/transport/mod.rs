@@ -159,6 +159,11 @@ impl Transport {
             .unwrap_or(Err(TransportError::Timeout { peer, timeout }))
     }
 
+    /// Changes whenever a connection to a peer comes up.
+    pub fn connections(&self) -> watch::Receiver<u64> {
+        self.connected.subscribe()
+    }
+
     /// Waits until a connection to every peer is up, at most `timeout`.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let mut rx = self.connected.subscribe();
