@@ -147,8 +147,8 @@ fn not_leader(replica: &Replica, leader: Option<u64>) -> ReplicaError {
 /// Proposes a group of queued batches; every `done` is answered, now or from the
 /// task that waits for the commits.
 pub(crate) async fn propose(replica: &Arc<Replica>, raft: &RaftNode, group: Vec<(Bytes, Done)>) {
-    if let Err(forward) = raft.as_leader() {
-        let leader = forward.leader_id;
+    if !replica.is_leader() {
+        let leader = replica.leader();
         for (_, done) in group {
             let _ = done.send(Err(not_leader(replica, leader)));
         }

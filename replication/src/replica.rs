@@ -69,6 +69,14 @@ pub struct ReplicaContext {
     pub high_watermark: HighWatermarkSource,
 }
 
+/// Whether a leader has gone an election timeout without a majority's answer.
+fn quorum_lost(raft: &RaftNode) -> bool {
+    let lease = std::time::Duration::from_millis(raft.config().election_timeout_min);
+    let metrics = raft.metrics();
+    let acked = metrics.borrow_watched().last_quorum_acked;
+    acked.is_some_and(|at| openraft::Instant::elapsed(&at.into_inner()) > lease)
+}
+
 /// Whether `records` holds batches and every one of them is an empty data batch.
 fn only_empty_batches(records: &[u8]) -> bool {
     !records.is_empty()
@@ -204,14 +212,25 @@ impl Replica {
     /// Whether this replica leads its partition (a partition that is not
     /// replicated always does).
     pub fn is_leader(&self) -> bool {
-        self.raft.get().is_none_or(|r| r.as_leader().is_ok())
+        match self.raft.get() {
+            None => true,
+            Some(raft) => raft.as_leader().is_ok() && !quorum_lost(raft),
+        }
     }
 
-    /// The node that leads the partition, as far as this replica knows.
+    /// The node that leads the partition, as far as this replica knows. A leader
+    /// that has not heard from a majority for an election timeout does not count
+    /// itself (it cannot commit; the others may have elected a new leader).
     pub fn leader(&self) -> Option<u64> {
         let raft = self.raft.get()?;
         let metrics = raft.metrics();
-        let leader = metrics.borrow_watched().current_leader;
+        let (leader, id) = {
+            let m = metrics.borrow_watched();
+            (m.current_leader, m.id)
+        };
+        if leader == Some(id) && quorum_lost(raft) {
+            return None;
+        }
         leader
     }
 
@@ -239,7 +258,7 @@ impl Replica {
             let recent = acked
                 .and_then(|h| h.get(node))
                 .and_then(|t| t.as_ref())
-                .is_some_and(|t| openraft::Instant::elapsed(&t.clone().into_inner()) <= lag_max);
+                .is_some_and(|t| openraft::Instant::elapsed(&(*t).into_inner()) <= lag_max);
             if recent {
                 isr.push(*node);
             }

@@ -27,7 +27,7 @@ use tracing::debug;
 
 use super::{code, str_bytes};
 use crate::cluster::{is_internal_topic, Topic};
-use crate::topic_config::MAX_MESSAGE_BYTES;
+use crate::topic_config::{MAX_MESSAGE_BYTES, MIN_INSYNC_REPLICAS};
 use crate::Broker;
 
 fn batch_error_code(e: &BatchError) -> ResponseError {
@@ -326,6 +326,16 @@ pub fn prepare(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> 
                 continue;
             };
             let topic = topic.as_ref().expect("partition found above");
+            if acks == Some(Acks::All) {
+                if let Some(refusal) = insync_refusal(broker, topic, replica) {
+                    outcomes.push(Prepared::Answered(failed(
+                        index,
+                        ResponseError::NotEnoughReplicas,
+                        Some(refusal),
+                    )));
+                    continue;
+                }
+            }
             let records = pd.records.unwrap_or_default();
             let max_bytes = topic.configs.i64_or(
                 MAX_MESSAGE_BYTES,
@@ -373,6 +383,22 @@ pub fn prepare(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> 
         timeout_ms: request.timeout_ms,
         now_ms,
     }
+}
+
+/// acks=all on a replicated partition whose leader sees fewer in-sync replicas
+/// (itself included) than `min.insync.replicas`: why it is refused.
+fn insync_refusal(broker: &Broker, topic: &Topic, replica: &Replica) -> Option<String> {
+    replica.raft()?;
+    let min = topic.configs.i64_or(MIN_INSYNC_REPLICAS, 1);
+    let lag_max = std::time::Duration::from_millis(broker.config.cluster.replica_lag_time_max_ms);
+    // Not the leader: the append answers NOT_LEADER_OR_FOLLOWER.
+    let isr = replica.in_sync_replicas(lag_max)?;
+    ((isr.len() as i64) < min).then(|| {
+        format!(
+            "{} in-sync replicas {isr:?}, below min.insync.replicas {min}",
+            isr.len()
+        )
+    })
 }
 
 /// The ordered phase: queues every partition's batch for its append task, so that
@@ -435,12 +461,27 @@ pub async fn finish(
         acks,
         timeout_ms,
     } = pending;
+    // A replicated append answers at commit: it too is bounded by the timeout
+    // (an isolated leader never commits; the outcome is then unknown).
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
     for (_, outcomes) in topics.iter_mut() {
         for outcome in outcomes.iter_mut() {
             let Some((replica, ticket)) = outcome.ticket.take() else {
                 continue;
             };
-            match ticket.appended().await {
+            let appended = if replica.raft().is_some() {
+                match tokio::time::timeout_at(deadline, ticket.appended()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let index = outcome.response.index;
+                        *outcome = failed(index, ResponseError::RequestTimedOut, None);
+                        continue;
+                    }
+                }
+            } else {
+                ticket.appended().await
+            };
+            match appended {
                 Ok(info) => {
                     outcome.response.base_offset = info.base_offset.0;
                     outcome.response.log_start_offset = info.log_start_offset.0;
