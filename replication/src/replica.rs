@@ -721,6 +721,45 @@ impl Replica {
         Ok(self.partition()?.max_timestamp().filter(|(_, o)| *o < hw))
     }
 
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` that this log
+    /// holds batches of, and the offset where the next higher epoch starts (the
+    /// log end for the current epoch). `None` when the log holds no batch of
+    /// `epoch` or an earlier one, or `epoch` is above the current one.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<Option<(i32, Offset)>, ReplicaError> {
+        self.check_online()?;
+        let current = self.leader_epoch().0;
+        if epoch > current {
+            return Ok(None);
+        }
+        let mut p = self.partition()?;
+        let end = p.log_end_offset();
+        if epoch == current {
+            return Ok(Some((epoch, end)));
+        }
+        let log = p.log_mut();
+        let (first, next) = (log.first_entry_index(), log.next_entry_index());
+        // Terms never go down along the log: the first entry of a later epoch.
+        let (mut lo, mut hi) = (first, next);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match log.entry_at(mid)? {
+                Some((_, _, e)) if e.0 > epoch => hi = mid,
+                _ => lo = mid + 1,
+            }
+        }
+        if lo == first {
+            return Ok(None);
+        }
+        let Some((_, _, held)) = log.entry_at(lo - 1)? else {
+            return Ok(None);
+        };
+        let end_offset = match log.entry_at(lo)? {
+            Some((base, _, _)) => base,
+            None => end,
+        };
+        Ok(Some((held.0, end_offset)))
+    }
+
     /// Applies time and size retention (-1 disables either); returns what was removed.
     pub fn apply_retention(
         &self,

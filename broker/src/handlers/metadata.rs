@@ -28,10 +28,21 @@ fn brokers(broker: &Broker) -> (Vec<MetadataResponseBroker>, i32) {
             .with_port(port);
         return (vec![me], node);
     };
+    // Like Kafka's fenced brokers, a broker the majority has lost touch with is
+    // left out, so clients look for coordinators and leaders among the live ones.
+    // A broker cut off from the majority cannot tell who is alive: it lists all.
+    let transport = controller.transport();
+    let peers = controller.peers();
+    let reachable = peers
+        .iter()
+        .filter(|p| **p == node || transport.is_connected(**p as u64))
+        .count();
+    let in_majority = reachable * 2 > peers.len();
     let brokers = controller.with_image(|image| {
         image
             .brokers
             .iter()
+            .filter(|(id, _)| !in_majority || **id == node || transport.is_connected(**id as u64))
             .map(|(id, b)| {
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(*id))
@@ -194,7 +205,14 @@ fn describe_replicated(
                 .collect()
         }
     };
+    let transport = broker.controller().map(|c| c.transport());
+    let offline: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|r| *r != broker.node_id() && !transport.is_some_and(|t| t.is_connected(*r as u64)))
+        .collect();
     partition
         .with_leader_id(BrokerId(leader))
         .with_isr_nodes(ids(&isr))
+        .with_offline_replicas(ids(&offline))
 }

@@ -33,6 +33,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -66,6 +67,7 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::DescribeGroups, 0, 6),
     range(ApiKey::ListGroups, 0, 5),
     range(ApiKey::DeleteGroups, 0, 2),
+    range(ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// Who sent a request: JoinGroup records it, DescribeGroups shows it.
@@ -251,6 +253,13 @@ async fn handle(
         RequestKind::ListGroups(r) => {
             ResponseKind::ListGroups(list_groups::handle(broker, r, version))
         }
+        // Reads index entries of the log.
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
+            on_io(broker, move |b| {
+                offset_for_leader_epoch::handle(b, r, version)
+            })
+            .await?,
+        ),
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(delete_groups::handle(broker, r, version).await)
         }
