@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod controller;
+pub mod dev;
 pub mod group;
 pub mod handlers;
 pub mod server;

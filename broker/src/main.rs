@@ -29,6 +29,22 @@ struct Cli {
 enum Command {
     /// Run a broker (single node, embedded defaults unless told otherwise).
     Serve(ServeArgs),
+    /// Run a local cluster of brokers in this terminal (Ctrl-C stops it).
+    Dev(DevArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DevArgs {
+    /// Number of brokers.
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// Client port of the first broker; broker i listens on base+i-1 and talks to
+    /// its peers on base+100+i-1.
+    #[arg(long, default_value_t = 9092)]
+    base_port: u16,
+    /// Directory holding each broker's data directory (node-1, node-2, ...).
+    #[arg(long, value_name = "DIR", default_value = "./data-dev")]
+    data_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,6 +185,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Dev(args) => runtime.block_on(sluice_broker::dev::run(
+            args.nodes,
+            args.base_port,
+            &args.data_dir,
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,12 +1,13 @@
 //! # sluice-replication
 //!
-//! A partition replica and the path from append to commit. Today a partition has one
-//! replica, which is its leader. The flusher knows files and completions only; the
-//! high watermark is an input of the replica, set by its owner: on one node from
-//! what was flushed ([`HighWatermarkSource::LocalFlush`]), with Raft from the
-//! commit index ([`HighWatermarkSource::Owner`]). [`raft`] holds the partition's
-//! openraft log store and state machine over the same log; the Raft group of each
-//! partition drives the replica through them when the cluster lands.
+//! A partition replica and the path from append to commit. The flusher knows files
+//! and completions only; the high watermark is an input of the replica, set by its
+//! owner: on one node from what was flushed ([`HighWatermarkSource::LocalFlush`]),
+//! with Raft from the commit index ([`HighWatermarkSource::Owner`]). [`raft`] holds
+//! the partition's openraft log store and state machine over the same log;
+//! [`start_group`] starts a partition's Raft group, after which queued batches are
+//! proposals to it (`proposal.rs`) answered at commit. [`transport`] carries every
+//! group's messages between brokers.
 //!
 //! ```text
 //!  enqueue(batch) ─► bounded per-partition queue ─► ticket
