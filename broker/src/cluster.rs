@@ -463,6 +463,32 @@ impl Cluster {
         }
     }
 
+    /// Retention of replicated partitions: each replica snapshots at its new log
+    /// start and its Raft group purges the log up to it.
+    pub async fn apply_replicated_retention(&self, now_ms: i64) {
+        let d = &self.config.log;
+        for topic in self.topics().into_iter().filter(|t| t.configs.deletes()) {
+            let retention_ms = topic
+                .configs
+                .i64_or(topic_config::RETENTION_MS, d.retention_ms);
+            let retention_bytes = topic
+                .configs
+                .i64_or(topic_config::RETENTION_BYTES, d.retention_bytes);
+            for replica in topic.partitions.iter().filter(|r| r.raft().is_some()) {
+                match replica
+                    .apply_replicated_retention(now_ms, retention_ms, retention_bytes)
+                    .await
+                {
+                    Ok(Some(start)) => {
+                        info!(partition = replica.name(), log_start = %start, "retention: snapshot requested at the new log start")
+                    }
+                    Ok(None) => {}
+                    Err(e) => warn!(partition = replica.name(), error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+
     /// One compaction pass over the partitions of topics whose `cleanup.policy`
     /// includes `compact`.
     pub fn compact(&self, now_ms: i64) {

@@ -107,6 +107,10 @@ async fn retention_loop(broker: Arc<Broker>) {
         {
             warn!(error = %e, "retention task failed");
         }
+        broker
+            .cluster
+            .apply_replicated_retention(broker.now_ms())
+            .await;
     }
 }
 

@@ -42,10 +42,11 @@ pub async fn start_group(
     if let Some(apply) = apply {
         sm = sm.with_apply_hook(apply);
     }
+    let snapshots = sm.snapshot_requests();
     let raft = Raft::new(node, config, network, store, sm)
         .await
         .map_err(|e| failed(e.to_string()))?;
-    replica.attach_raft(raft.clone());
+    replica.attach_raft(raft.clone(), snapshots);
     Ok(raft)
 }
 

@@ -19,7 +19,7 @@ use crate::append_queue::{AppendQueue, AppendTicket};
 use crate::flusher::{FlushRequest, Flusher};
 use crate::partition::Partition;
 use crate::proposal::Proposals;
-use crate::raft::{RaftNode, SharedLog};
+use crate::raft::{RaftNode, SharedLog, SnapshotRequests};
 use crate::ReplicaError;
 
 /// Bumped whenever some partition's high watermark advances; fetches that wait for
@@ -75,6 +75,24 @@ fn quorum_lost(raft: &RaftNode) -> bool {
     let metrics = raft.metrics();
     let acked = metrics.borrow_watched().last_quorum_acked;
     acked.is_some_and(|at| openraft::Instant::elapsed(&at.into_inner()) > lease)
+}
+
+/// The entry whose last offset is `last`: its index and epoch (terms and offsets
+/// only grow along the log, so a binary search over entry indexes finds it).
+fn entry_ending_at(
+    log: &mut sluice_storage::PartitionLog,
+    last: Offset,
+) -> Result<Option<(u64, LeaderEpoch)>, StorageError> {
+    let (mut lo, mut hi) = (log.first_entry_index(), log.next_entry_index());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match log.entry_at(mid)? {
+            Some((_, l, _)) if l < last => lo = mid + 1,
+            Some((_, l, epoch)) if l == last => return Ok(Some((mid, epoch))),
+            _ => hi = mid,
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `records` holds batches and every one of them is an empty data batch.
@@ -144,6 +162,7 @@ pub struct Replica {
     /// The partition's Raft group, when the partition is replicated: it owns the
     /// write path and the high watermark.
     raft: OnceLock<RaftNode>,
+    snapshots: OnceLock<SnapshotRequests>,
     proposals: Proposals,
 }
 
@@ -194,14 +213,68 @@ impl Replica {
             last_compaction: Mutex::new(None),
             queue: OnceLock::new(),
             raft: OnceLock::new(),
+            snapshots: OnceLock::new(),
             proposals: Proposals::default(),
         })
     }
 
     /// Hands the write path to the partition's Raft group (once): appends become
     /// proposals and the group's commits move the high watermark.
-    pub fn attach_raft(&self, raft: RaftNode) {
+    pub fn attach_raft(&self, raft: RaftNode, snapshots: SnapshotRequests) {
         let _ = self.raft.set(raft);
+        let _ = self.snapshots.set(snapshots);
+    }
+
+    /// Retention of a replicated partition: the head goes through the Raft group.
+    /// The new log start is the first segment retention keeps, but never past the
+    /// active segment or the high watermark (the point must be applied, and far
+    /// behind what is being applied); the state machine is asked for a snapshot at
+    /// the entry just below it, after which openraft purges the log up to it
+    /// (whole segments). A replica that falls behind the new log start installs
+    /// that snapshot. Returns the requested log start.
+    pub async fn apply_replicated_retention(
+        self: &Arc<Self>,
+        now_ms: i64,
+        retention_ms: i64,
+        retention_bytes: i64,
+    ) -> Result<Option<Offset>, ReplicaError> {
+        let (Some(raft), Some(snapshots)) = (self.raft.get(), self.snapshots.get()) else {
+            return Ok(None);
+        };
+        self.check_online()?;
+        let me = Arc::clone(self);
+        let hw = self.high_watermark();
+        let point = tokio::task::spawn_blocking(move || {
+            let mut p = me.partition()?;
+            let log = p.log_mut();
+            let target = log
+                .retention_point(now_ms, retention_ms, retention_bytes)
+                .min(log.active_segment_base())
+                .min(hw);
+            if target <= log.log_start_offset() {
+                return Ok::<_, ReplicaError>(None);
+            }
+            Ok(entry_ending_at(log, Offset(target.0 - 1))?
+                .map(|(index, epoch)| (index, epoch, target)))
+        })
+        .await
+        .map_err(|e| ReplicaError::Raft {
+            partition: self.name.clone(),
+            reason: e.to_string(),
+        })??;
+        let Some((index, epoch, target)) = point else {
+            return Ok(None);
+        };
+        let term = u64::try_from(epoch.0).unwrap_or_default();
+        snapshots.request(crate::raft::log_id(term, index), target);
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|e| ReplicaError::Raft {
+                partition: self.name.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Some(target))
     }
 
     /// The partition's Raft group, when it is replicated.
@@ -338,6 +411,12 @@ impl Replica {
         self.commit.borrow().high_watermark
     }
     pub fn log_start_offset(&self) -> Offset {
+        if self.raft.get().is_some() {
+            // The Raft group purges (and a snapshot install moves) the log start.
+            if let Ok(p) = self.partition() {
+                return p.log_start_offset();
+            }
+        }
         Offset(self.log_start.load(Ordering::Acquire))
     }
     pub fn log_end_offset(&self) -> Offset {

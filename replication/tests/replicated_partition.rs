@@ -24,10 +24,23 @@ use sluice_storage::{LogConfig, Offset};
 const GROUP: u64 = 7;
 
 struct Broker {
+    id: u64,
     replica: Arc<Replica>,
     raft: RaftNode,
-    _transport: Arc<Transport>,
-    _dir: tempfile::TempDir,
+    groups: Arc<Mutex<HashMap<u64, RaftNode>>>,
+    flusher: Arc<Flusher>,
+    transport: Arc<Transport>,
+    dir: tempfile::TempDir,
+}
+
+fn open_replica(flusher: &Arc<Flusher>, dir: &std::path::Path, config: LogConfig) -> Arc<Replica> {
+    let context = ReplicaContext {
+        flusher: Arc::clone(flusher),
+        commits: Commits::new(),
+        io: Arc::new(tokio::sync::Semaphore::new(2)),
+        high_watermark: HighWatermarkSource::Owner,
+    };
+    Replica::open("orders-0".into(), dir.join("orders-0"), config, context)
 }
 
 fn raft_config() -> Arc<openraft::Config> {
@@ -35,12 +48,33 @@ fn raft_config() -> Arc<openraft::Config> {
         heartbeat_interval: 100,
         election_timeout_min: 400,
         election_timeout_max: 800,
+        snapshot_policy: openraft::SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: 0,
+        allow_log_reversion: Some(true),
         ..openraft::Config::default()
     };
     Arc::new(config.validate().expect("config"))
 }
 
 async fn cluster() -> Vec<Broker> {
+    cluster_with(LogConfig::default()).await
+}
+
+/// The handler of one broker's transport: a peer's request goes to the group.
+fn router(groups: &Arc<Mutex<HashMap<u64, RaftNode>>>) -> Handler {
+    let routes = Arc::clone(groups);
+    Arc::new(move |_peer, kind, group, payload| {
+        let raft = routes.lock().get(&group).cloned();
+        Box::pin(async move {
+            match raft {
+                Some(raft) => serve(&raft, kind, payload).await,
+                None => Err(format!("no group {group} here")),
+            }
+        })
+    })
+}
+
+async fn cluster_with(log_config: LogConfig) -> Vec<Broker> {
     let mut listeners = Vec::new();
     let mut peers = BTreeMap::new();
     for id in 1..=3u64 {
@@ -56,31 +90,10 @@ async fn cluster() -> Vec<Broker> {
     for (id, listener) in listeners {
         let transport = Transport::new(id, "test-cluster", peers.clone());
         let groups: Arc<Mutex<HashMap<u64, RaftNode>>> = Arc::default();
-        let routes = Arc::clone(&groups);
-        let handler: Handler = Arc::new(move |_peer, kind, group, payload| {
-            let raft = routes.lock().get(&group).cloned();
-            Box::pin(async move {
-                match raft {
-                    Some(raft) => serve(&raft, kind, payload).await,
-                    None => Err(format!("no group {group} here")),
-                }
-            })
-        });
-        transport.set_handler(handler);
+        transport.set_handler(router(&groups));
         transport.start(listener);
         let dir = tempfile::tempdir().expect("tempdir");
-        let context = ReplicaContext {
-            flusher: Arc::clone(&flusher),
-            commits: Commits::new(),
-            io: Arc::new(tokio::sync::Semaphore::new(2)),
-            high_watermark: HighWatermarkSource::Owner,
-        };
-        let replica = Replica::open(
-            "orders-0".into(),
-            dir.path().join("orders-0"),
-            LogConfig::default(),
-            context,
-        );
+        let replica = open_replica(&flusher, dir.path(), log_config);
         let network = GroupNetwork::new(Arc::clone(&transport), GROUP);
         let raft = start_group(&replica, id, network, raft_config(), None)
             .await
@@ -90,10 +103,13 @@ async fn cluster() -> Vec<Broker> {
             .await
             .expect("initialize");
         brokers.push(Broker {
+            id,
             replica,
             raft,
-            _transport: transport,
-            _dir: dir,
+            groups,
+            flusher: Arc::clone(&flusher),
+            transport,
+            dir,
         });
     }
     brokers
@@ -127,6 +143,14 @@ async fn a_replicated_partition_answers_at_commit_and_keeps_replicas_identical()
     let l = leader(&brokers).await;
     let leader_id = l as u64 + 1;
     let follower = &brokers[(l + 1) % 3];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while follower.replica.leader() != Some(leader_id) {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never learned the leader"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // A follower refuses and names the leader.
     let refused = follower
@@ -214,5 +238,110 @@ async fn a_replicated_partition_answers_at_commit_and_keeps_replicas_identical()
     for b in &brokers {
         assert_eq!(read(b), expected, "replicas differ");
         assert!(b.replica.high_watermark() >= Offset(40));
+    }
+}
+
+fn entries_from(b: &Broker, offset: Offset) -> Vec<(i64, Bytes)> {
+    let log = b.replica.shared_log().expect("log");
+    let mut log = log.lock();
+    log.log_mut()
+        .read_entries(0, u64::MAX, usize::MAX)
+        .expect("read")
+        .into_iter()
+        .filter(|e| e.base_offset >= offset)
+        .map(|e| (e.base_offset.0, e.batch))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_the_log_start_installs_the_snapshot_and_replicates_the_rest() {
+    let small = LogConfig {
+        segment_bytes: 2048,
+        ..LogConfig::default()
+    };
+    let mut brokers = cluster_with(small).await;
+    let l = leader(&brokers).await;
+    let lagging = (l + 1) % 3;
+    // The lagging replica stops; the others go on without it.
+    let stopped = brokers[lagging].raft.clone();
+    brokers[lagging].groups.lock().remove(&GROUP);
+    stopped.shutdown().await.expect("shutdown");
+    for seq in 0..200 {
+        brokers[l]
+            .replica
+            .enqueue(batch(seq), 1)
+            .await
+            .expect("queued")
+            .appended()
+            .await
+            .expect("committed");
+    }
+    // Retention on the two running replicas keeps about the last 4 KiB: each
+    // snapshots at its new log start and purges the segments below.
+    for i in [l, (l + 2) % 3] {
+        let start = brokers[i]
+            .replica
+            .apply_replicated_retention(1, -1, 4096)
+            .await
+            .expect("retention")
+            .expect("a new log start");
+        assert!(start > Offset(100), "retention kept too much: {start}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while brokers[i].replica.log_start_offset() < start {
+            assert!(Instant::now() < deadline, "the log was not purged");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let log_start = brokers[l].replica.log_start_offset();
+    let high_watermark = brokers[l].replica.high_watermark();
+
+    // The lagging replica restarts from its files: what it needs is gone from the
+    // leader's log, so it installs the snapshot and replicates the rest.
+    let b = &mut brokers[lagging];
+    let replica = open_replica(&b.flusher, b.dir.path(), small);
+    let network = GroupNetwork::new(Arc::clone(&b.transport), GROUP);
+    let raft = start_group(&replica, b.id, network, raft_config(), None)
+        .await
+        .expect("restart group");
+    b.groups.lock().insert(GROUP, raft.clone());
+    b.replica = replica;
+    b.raft = raft;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while brokers[lagging].replica.high_watermark() < high_watermark {
+        assert!(
+            Instant::now() < deadline,
+            "the lagging replica did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(brokers[lagging].replica.log_start_offset() >= log_start);
+    let expected = entries_from(&brokers[l], brokers[lagging].replica.log_start_offset());
+    assert!(!expected.is_empty());
+    assert_eq!(
+        entries_from(
+            &brokers[lagging],
+            brokers[lagging].replica.log_start_offset()
+        ),
+        expected
+    );
+    // Still one group: a write after the catch-up reaches all three.
+    let more = brokers[l]
+        .replica
+        .enqueue(batch(200), 1)
+        .await
+        .expect("queued")
+        .appended()
+        .await
+        .expect("committed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while brokers
+        .iter()
+        .any(|b| b.replica.high_watermark() <= more.last_offset)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a replica missed the write after catch-up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

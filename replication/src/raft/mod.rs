@@ -24,7 +24,9 @@ use sluice_protocol::types::Offset;
 
 pub use codec::{decode, encode, epoch_of, term_of, CONTROL_RAFT_BLANK, CONTROL_RAFT_MEMBERSHIP};
 pub use log_store::{PartitionLogReader, PartitionLogStore, SharedLog};
-pub use state_machine::{ApplyHook, CommitHook, PartitionSnapshotBuilder, PartitionStateMachine};
+pub use state_machine::{
+    ApplyHook, CommitHook, PartitionSnapshotBuilder, PartitionStateMachine, SnapshotRequests,
+};
 
 /// The data of a normal entry: one producer batch, validated by the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]

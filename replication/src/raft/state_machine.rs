@@ -140,6 +140,11 @@ impl PartitionStateMachine {
         *self.target.lock() = Some((point, next_offset));
     }
 
+    /// A handle that asks for snapshot points once openraft owns the machine.
+    pub fn snapshot_requests(&self) -> SnapshotRequests {
+        SnapshotRequests(Arc::clone(&self.target))
+    }
+
     fn remember(&mut self, membership: Membership) {
         self.membership = membership.clone();
         self.memberships.push(membership);
@@ -282,6 +287,17 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
             meta: c.meta,
             snapshot: Cursor::new(c.data),
         }))
+    }
+}
+
+/// Asks a partition's state machine for its next snapshot point.
+#[derive(Debug, Clone)]
+pub struct SnapshotRequests(Arc<Mutex<Option<(RaftLogId, Offset)>>>);
+
+impl SnapshotRequests {
+    /// See [`PartitionStateMachine::request_snapshot_at`].
+    pub fn request(&self, point: RaftLogId, next_offset: Offset) {
+        *self.0.lock() = Some((point, next_offset));
     }
 }
 

@@ -368,6 +368,16 @@ impl PartitionLog {
         retention_ms: i64,
         retention_bytes: i64,
     ) -> Result<RetentionOutcome, StorageError> {
+        let new_start = self.retention_point(now_ms, retention_ms, retention_bytes);
+        if new_start <= self.start.offset {
+            return Ok(RetentionOutcome::default());
+        }
+        self.advance_log_start(new_start)
+    }
+
+    /// Where time and size retention (-1 disables either) would move the log
+    /// start: the base of the first segment kept. Nothing is changed.
+    pub fn retention_point(&self, now_ms: i64, retention_ms: i64, retention_bytes: i64) -> Offset {
         let mut new_start = self.start.offset;
         let mut remaining = self.size_bytes();
         for seg in self.segments.values() {
@@ -390,10 +400,7 @@ impl PartitionLog {
             remaining -= seg.summary.size;
             new_start = seg.summary.next_offset;
         }
-        if new_start <= self.start.offset {
-            return Ok(RetentionOutcome::default());
-        }
-        self.advance_log_start(new_start)
+        new_start
     }
 
     /// (base offset, next offset, bytes) of every segment, oldest first.
