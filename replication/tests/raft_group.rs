@@ -3,9 +3,12 @@
 //! the replicas end with the same entries at the same offsets; the high watermark
 //! each hands its owner is the commit point; a new leader takes over after the
 //! leader stops, and the survivors stay identical. A seeded schedule of crashes
-//! (restart from the same files), network partitions and writes then checks the
-//! Raft invariants; each run prints its seed (`SLUICE_RAFT_SEED=N` replays one,
-//! `SLUICE_RAFT_SEEDS=N` runs more).
+//! (restart from the same files), network partitions, pauses (messages held and
+//! delivered late), message loss and writes then checks the Raft invariants: one
+//! leader per term, no high watermark going back, committed entries identical on
+//! every replica, every acknowledged write present. Each run prints its seed
+//! (`SLUICE_RAFT_SEED=N` replays one; 200 seeds run by default, 16 at a time,
+//! `SLUICE_RAFT_SEEDS=N` runs another number).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -33,11 +36,16 @@ type Snapshot = openraft::alias::SnapshotOf<PartitionRaft, std::io::Cursor<Vec<u
 type Vote = openraft::alias::VoteOf<PartitionRaft>;
 
 /// Delivers RPCs to the replicas in this process; a stopped replica is
-/// unreachable, and so is every replica to and from an isolated one.
+/// unreachable, and so is every replica to and from an isolated one. Messages to
+/// or from a paused replica wait until it resumes (a stalled process: they arrive
+/// late); a loss rate drops messages at random (seeded).
 #[derive(Default)]
 struct Router {
     nodes: Mutex<BTreeMap<u64, Node>>,
     isolated: Mutex<BTreeSet<u64>>,
+    paused: Mutex<BTreeSet<u64>>,
+    /// (generator, per-mille of messages lost)
+    loss: Mutex<Option<(Rng, u64)>>,
 }
 
 impl Router {
@@ -55,7 +63,24 @@ impl Router {
             return Err(Unreachable::from_string(format!("{from} -> {to} is cut")));
         }
         drop(isolated);
+        if let Some((rng, per_mille)) = self.loss.lock().as_mut() {
+            if rng.below(1000) < *per_mille {
+                return Err(Unreachable::from_string(format!(
+                    "{from} -> {to}: message lost"
+                )));
+            }
+        }
         self.node(to)
+    }
+
+    /// Waits while either end is paused.
+    async fn hold(&self, from: u64, to: u64) {
+        while {
+            let paused = self.paused.lock();
+            paused.contains(&from) || paused.contains(&to)
+        } {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -95,6 +120,7 @@ impl RaftNetworkV2<PartitionRaft> for Connection {
         rpc: AppendEntriesRequest<PartitionRaft>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        self.router.hold(self.source, self.target).await;
         let node = self.router.deliver(self.source, self.target)?;
         node.append_entries(rpc).await.map_err(remote)
     }
@@ -104,6 +130,7 @@ impl RaftNetworkV2<PartitionRaft> for Connection {
         rpc: VoteRequest<PartitionRaft>,
         _option: RPCOption,
     ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        self.router.hold(self.source, self.target).await;
         let node = self.router.deliver(self.source, self.target)?;
         node.vote(rpc).await.map_err(remote)
     }
@@ -114,6 +141,7 @@ impl RaftNetworkV2<PartitionRaft> for Connection {
         _option: RPCOption,
     ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
         // Asked of the peer, not granted unasked as openraft's default does.
+        self.router.hold(self.source, self.target).await;
         let node = self.router.deliver(self.source, self.target)?;
         node.pre_vote(rpc).await.map_err(remote)
     }
@@ -320,6 +348,7 @@ fn three_replicas_replicate_batches_to_identical_logs_and_survive_a_leader_stop(
 }
 
 /// xorshift64*: a seeded schedule without a dependency.
+#[derive(Debug, Clone)]
 struct Rng(u64);
 
 impl Rng {
@@ -374,8 +403,8 @@ async fn chaos(seed: u64) {
     // (base offset, data bytes) of every acknowledged write.
     let mut acked: Vec<(i64, Bytes)> = Vec::new();
     let mut hw_seen: BTreeMap<u64, Offset> = BTreeMap::new();
-    let (mut crashes, mut cuts) = (0, 0);
-    for step in 0..40 {
+    let (mut crashes, mut cuts, mut pauses) = (0, 0, 0);
+    for step in 0..30 {
         observe_leaders(&router, &mut leaders, seed);
         for (id, r) in &replicas {
             let hw = *r.high_watermark.lock();
@@ -386,7 +415,7 @@ async fn chaos(seed: u64) {
             );
             *seen = hw;
         }
-        match rng.below(10) {
+        match rng.below(12) {
             0 => {
                 // Crash a replica and restart it from its files.
                 let id = 1 + rng.below(3);
@@ -408,6 +437,22 @@ async fn chaos(seed: u64) {
                 router.isolated.lock().insert(id);
             }
             2 | 3 => router.isolated.lock().clear(),
+            4 => {
+                // Pause a replica (a stalled process) for up to 400 ms.
+                let id = 1 + rng.below(3);
+                pauses += 1;
+                router.paused.lock().insert(id);
+                let (r, ms) = (Arc::clone(&router), 50 + rng.below(350));
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    r.paused.lock().remove(&id);
+                });
+            }
+            5 => {
+                // Lose up to 30% of messages from now on (0 half of the time).
+                let rate = if rng.below(2) == 0 { 0 } else { rng.below(300) };
+                *router.loss.lock() = Some((Rng(rng.next() | 1), rate));
+            }
             _ => {
                 // Mostly to the leader a replica names, sometimes to any replica.
                 let any = 1 + rng.below(3);
@@ -434,6 +479,8 @@ async fn chaos(seed: u64) {
         tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
     }
     router.isolated.lock().clear();
+    router.paused.lock().clear();
+    *router.loss.lock() = None;
     // Heal, then one more write through whoever leads: every replica catches up.
     let end = loop {
         let leader = leader_of(&router, &[1, 2, 3]).await;
@@ -476,7 +523,7 @@ async fn chaos(seed: u64) {
         );
     }
     println!(
-        "seed {seed}: {} writes acknowledged, {crashes} crashes, {cuts} partitions, leaders seen in {} terms",
+        "seed {seed}: {} writes acknowledged, {crashes} crashes, {cuts} partitions, {pauses} pauses, leaders seen in {} terms",
         acked.len(),
         leaders.len()
     );
@@ -495,7 +542,7 @@ fn seeded_crashes_partitions_and_writes_keep_the_raft_invariants() {
             let n = std::env::var("SLUICE_RAFT_SEEDS")
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(8u64);
+                .unwrap_or(200u64);
             (1..=n).collect()
         }
     };
@@ -504,7 +551,13 @@ fn seeded_crashes_partitions_and_writes_keep_the_raft_invariants() {
         .enable_all()
         .build()
         .expect("runtime");
-    for seed in seeds {
-        rt.block_on(chaos(seed));
+    // Schedules mostly wait on timers: several run at once.
+    for chunk in seeds.chunks(CONCURRENT_SEEDS) {
+        rt.block_on(futures_util::future::join_all(
+            chunk.iter().map(|s| chaos(*s)),
+        ));
     }
 }
+
+/// Seeded schedules run at the same time.
+const CONCURRENT_SEEDS: usize = 16;
