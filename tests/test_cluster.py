@@ -103,3 +103,29 @@ def test_rolling_restart_of_all_three_brokers_loses_nothing(cluster):
     work.wait_consumed()
     work.check(PARTITIONS)
     assert not work.errors, f"producers saw errors: {work.errors[:3]}"
+
+
+def test_topic_changes_through_any_broker_are_visible_on_all_before_the_answer(cluster):
+    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+    controller = cluster.admin().list_topics(timeout=5).controller_id
+    via = next(b for n, b in cluster.brokers.items() if n != controller)
+    admin = AdminClient({"bootstrap.servers": via.bootstrap})
+    admin.create_topics([NewTopic("payments", 2, 3)])["payments"].result(timeout=40)
+    for b in cluster.brokers.values():
+        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(topic="payments", timeout=5)
+        assert len(md.topics["payments"].partitions) == 2, b.bootstrap
+    admin.create_partitions([NewPartitions("payments", 5)])["payments"].result(timeout=40)
+    for b in cluster.brokers.values():
+        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(topic="payments", timeout=5)
+        assert len(md.topics["payments"].partitions) == 5, b.bootstrap
+    with pytest.raises(KafkaException, match="INVALID_PARTITIONS|must be higher"):
+        admin.create_partitions([NewPartitions("payments", 3)])["payments"].result(timeout=40)
+    cluster.wait_for_leaders("payments", 5)
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    p.produce("payments", value=b"new partition", partition=4)
+    assert p.flush(30) == 0
+    admin.delete_topics(["payments"])["payments"].result(timeout=40)
+    for b in cluster.brokers.values():
+        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5)
+        assert "payments" not in md.topics, b.bootstrap

@@ -3,6 +3,8 @@ LZ4, consume back by assign, byte for byte, also after restarts and kill -9."""
 
 import random
 
+import pytest
+
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -224,3 +226,31 @@ def test_clients_cannot_produce_to_internal_topics(broker):
     p.flush(10)
     assert errors and errors[0] is not None, errors
     assert errors[0].code() == KafkaError.TOPIC_EXCEPTION, errors[0]
+
+
+def test_create_partitions_grows_a_topic_and_refuses_to_shrink_it(broker, tmp_path):
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import NewPartitions
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("business.inventory.reserved", 1, 1)])["business.inventory.reserved"].result(10)
+    admin.create_partitions([NewPartitions("business.inventory.reserved", 3)],
+                            validate_only=True)["business.inventory.reserved"].result(10)
+    md = admin.list_topics(topic="business.inventory.reserved", timeout=5)
+    assert len(md.topics["business.inventory.reserved"].partitions) == 1
+    admin.create_partitions([NewPartitions("business.inventory.reserved", 3)])["business.inventory.reserved"].result(10)
+    md = admin.list_topics(topic="business.inventory.reserved", timeout=5)
+    assert len(md.topics["business.inventory.reserved"].partitions) == 3
+    for count in (3, 2):
+        with pytest.raises(KafkaException, match="must be higher"):
+            admin.create_partitions([NewPartitions("business.inventory.reserved", count)])[
+                "business.inventory.reserved"].result(10)
+    with pytest.raises(KafkaException, match="UNKNOWN_TOPIC|does not exist"):
+        admin.create_partitions([NewPartitions("no.such.topic", 4)])["no.such.topic"].result(10)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce("business.inventory.reserved", value=b"in partition 2", partition=2)
+    assert p.flush(10) == 0
+    # The new partitions survive a restart.
+    broker.restart()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    md = admin.list_topics(topic="business.inventory.reserved", timeout=5)
+    assert len(md.topics["business.inventory.reserved"].partitions) == 3

@@ -373,6 +373,77 @@ impl Cluster {
         Ok(topic)
     }
 
+    /// Checks that `name` may grow to `count` partitions; returns its current count.
+    pub fn check_new_partitions(&self, name: &str, count: i32) -> Result<i32, TopicError> {
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        if is_internal_topic(name) {
+            return Err(TopicError::InvalidName(format!(
+                "topic '{name}' is internal: its partition count is the broker's"
+            )));
+        }
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic '{name}' has {current} partitions; the new count {count} must be higher"
+            )));
+        }
+        if count > PARTITIONS_MAX {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must be at most {PARTITIONS_MAX}, got {count}"
+            )));
+        }
+        Ok(current)
+    }
+
+    /// Grows a topic to `count` partitions (one broker): the new logs are opened,
+    /// then the topic is persisted.
+    pub fn add_partitions(&self, name: &str, count: i32) -> Result<Arc<Topic>, TopicError> {
+        let _guard = self.changes.lock();
+        let current = self.check_new_partitions(name, count)?;
+        let old = self
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        for p in current..count {
+            let dir = self.partition_dir(name, p);
+            if dir.exists() {
+                return Err(TopicError::Storage(format!(
+                    "partition directory {} already exists but belongs to no partition; move it away to add partitions to '{name}'",
+                    dir.display()
+                )));
+            }
+        }
+        let log_config = self.log_config(&old.configs);
+        let mut partitions = old.partitions.clone();
+        let mut replicas = old.replicas.clone();
+        for p in current..count {
+            partitions.push(Replica::open(
+                format!("{name}-{p}"),
+                self.partition_dir(name, p),
+                log_config,
+                self.replicas.clone(),
+            ));
+            replicas.push(vec![self.config.node_id]);
+        }
+        let topic = Arc::new(Topic {
+            name: old.name.clone(),
+            id: old.id,
+            partitions,
+            replicas,
+            configs: old.configs.clone(),
+        });
+        self.topics
+            .write()
+            .insert(name.to_string(), Arc::clone(&topic));
+        if let Err(e) = self.persist() {
+            self.topics.write().insert(name.to_string(), old);
+            return Err(e);
+        }
+        info!(topic = name, from = current, to = count, "partitions added");
+        Ok(topic)
+    }
+
     /// Deletes a topic: forgotten and persisted first, then its logs are removed.
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         let _guard = self.changes.lock();

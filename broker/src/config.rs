@@ -353,6 +353,8 @@ impl BrokerConfig {
         if c.raft_heartbeat_interval_ms == 0
             || c.raft_election_timeout_ms < 3 * c.raft_heartbeat_interval_ms
         {
+            // Heartbeats suppressed under writes resume within two intervals and a
+            // tick: they must still arrive before a follower's election timeout.
             return Err(bad(
                 "cluster.raft_election_timeout_ms",
                 format!(

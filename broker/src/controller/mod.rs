@@ -71,6 +71,8 @@ pub fn raft_config(config: &BrokerConfig) -> Arc<openraft::Config> {
     let raft = openraft::Config {
         cluster_name: config.cluster_id.clone(),
         heartbeat_interval: c.raft_heartbeat_interval_ms,
+        // Under writes, replication answers prove liveness: no extra heartbeats.
+        heartbeat_min_interval: Some(c.raft_heartbeat_interval_ms),
         election_timeout_min: c.raft_election_timeout_ms,
         election_timeout_max: 2 * c.raft_election_timeout_ms,
         snapshot_policy: openraft::SnapshotPolicy::Never,

@@ -16,6 +16,7 @@ use crate::group::GroupError;
 use crate::Broker;
 
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_topics;
@@ -68,6 +69,7 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::ListGroups, 0, 5),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    range(ApiKey::CreatePartitions, 0, 3),
 ];
 
 /// Who sent a request: JoinGroup records it, DescribeGroups shows it.
@@ -215,6 +217,9 @@ async fn handle(
         ),
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, r, version).await)
         }
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await)
