@@ -503,19 +503,13 @@ impl Cluster {
     /// Runs time and size retention over every partition (`retention.ms`,
     /// `retention.bytes`, topic overrides first), and forgets idle producers.
     pub fn apply_retention(&self, now_ms: i64) {
-        let d = &self.config.log;
         for topic in self.topics() {
             for replica in &topic.partitions {
                 replica.expire_producers(now_ms, self.config.producer_id_expiration_ms);
             }
         }
         for topic in self.topics().into_iter().filter(|t| t.configs.deletes()) {
-            let retention_ms = topic
-                .configs
-                .i64_or(topic_config::RETENTION_MS, d.retention_ms);
-            let retention_bytes = topic
-                .configs
-                .i64_or(topic_config::RETENTION_BYTES, d.retention_bytes);
+            let (retention_ms, retention_bytes) = self.retention_of(&topic);
             // A replicated partition's head goes through its Raft group (a
             // snapshot at the new log start, then a purge), not a local delete.
             for replica in topic.partitions.iter().filter(|r| r.raft().is_none()) {
@@ -534,17 +528,24 @@ impl Cluster {
         }
     }
 
+    /// (`retention.ms`, `retention.bytes`) of a topic: its overrides, else the defaults.
+    fn retention_of(&self, topic: &Topic) -> (i64, i64) {
+        let d = &self.config.log;
+        (
+            topic
+                .configs
+                .i64_or(topic_config::RETENTION_MS, d.retention_ms),
+            topic
+                .configs
+                .i64_or(topic_config::RETENTION_BYTES, d.retention_bytes),
+        )
+    }
+
     /// Retention of replicated partitions: each replica snapshots at its new log
     /// start and its Raft group purges the log up to it.
     pub async fn apply_replicated_retention(&self, now_ms: i64) {
-        let d = &self.config.log;
         for topic in self.topics().into_iter().filter(|t| t.configs.deletes()) {
-            let retention_ms = topic
-                .configs
-                .i64_or(topic_config::RETENTION_MS, d.retention_ms);
-            let retention_bytes = topic
-                .configs
-                .i64_or(topic_config::RETENTION_BYTES, d.retention_bytes);
+            let (retention_ms, retention_bytes) = self.retention_of(&topic);
             for replica in topic.partitions.iter().filter(|r| r.raft().is_some()) {
                 match replica
                     .apply_replicated_retention(now_ms, retention_ms, retention_bytes)

@@ -12,7 +12,7 @@ use sluice_protocol::types::Offset;
 use sluice_replication::ReplicaError;
 use sluice_storage::StorageError;
 
-use super::code;
+use super::{code, leader_check, partition_of};
 use crate::budget::{shrink, ConnectionBudget, HandlerFailed, Held};
 use crate::Broker;
 
@@ -74,11 +74,7 @@ fn read_all(
             let base = PartitionData::default()
                 .with_partition_index(fp.partition)
                 .with_records(Some(Bytes::new()));
-            let Some(replica) = topic.as_ref().and_then(|t| {
-                usize::try_from(fp.partition)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            }) else {
+            let Some(replica) = partition_of(topic.as_ref(), fp.partition) else {
                 has_error = true;
                 partitions.push(
                     base.with_error_code(code(ResponseError::UnknownTopicOrPartition))
@@ -86,23 +82,9 @@ fn read_all(
                 );
                 continue;
             };
-            let epoch = replica.leader_epoch().0;
-            if fp.current_leader_epoch >= 0 && fp.current_leader_epoch != epoch {
+            if let Some(error) = leader_check(replica, fp.current_leader_epoch) {
                 has_error = true;
-                let error = if fp.current_leader_epoch > epoch {
-                    ResponseError::UnknownLeaderEpoch
-                } else {
-                    ResponseError::FencedLeaderEpoch
-                };
                 partitions.push(base.with_error_code(code(error)).with_high_watermark(-1));
-                continue;
-            }
-            if !replica.is_leader() {
-                has_error = true;
-                partitions.push(
-                    base.with_error_code(code(ResponseError::NotLeaderOrFollower))
-                        .with_high_watermark(-1),
-                );
                 continue;
             }
             let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);

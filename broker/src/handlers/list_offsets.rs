@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use sluice_replication::{Replica, ReplicaError};
 
-use super::code;
+use super::{code, leader_check, partition_of};
 use crate::Broker;
 
 const LATEST: i64 = -1;
@@ -40,25 +40,13 @@ pub fn handle(
                         .with_partition_index(lp.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let Some(replica) = topic.as_ref().and_then(|t| {
-                        usize::try_from(lp.partition_index)
-                            .ok()
-                            .and_then(|i| t.partitions.get(i))
-                    }) else {
+                    let Some(replica) = partition_of(topic.as_ref(), lp.partition_index) else {
                         return base.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                     };
-                    let epoch = replica.leader_epoch().0;
-                    if lp.current_leader_epoch >= 0 && lp.current_leader_epoch != epoch {
-                        let error = if lp.current_leader_epoch > epoch {
-                            ResponseError::UnknownLeaderEpoch
-                        } else {
-                            ResponseError::FencedLeaderEpoch
-                        };
+                    if let Some(error) = leader_check(replica, lp.current_leader_epoch) {
                         return base.with_error_code(code(error));
                     }
-                    if !replica.is_leader() {
-                        return base.with_error_code(code(ResponseError::NotLeaderOrFollower));
-                    }
+                    let epoch = replica.leader_epoch().0;
                     match lookup(replica, lp.timestamp) {
                         Ok(Some((timestamp, offset))) => base
                             .with_timestamp(timestamp)

@@ -278,6 +278,36 @@ async fn handle(
     Ok(response)
 }
 
+/// Partition `index` of `topic`, if both exist.
+pub(crate) fn partition_of(
+    topic: Option<&Arc<crate::cluster::Topic>>,
+    index: i32,
+) -> Option<&Arc<sluice_replication::Replica>> {
+    topic.and_then(|t| {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+    })
+}
+
+/// Why a partition request that names `current_leader_epoch` (-1: none) cannot be
+/// served here: the epoch is older (FENCED_LEADER_EPOCH) or newer
+/// (UNKNOWN_LEADER_EPOCH) than this replica's, or this broker does not lead.
+pub(crate) fn leader_check(
+    replica: &sluice_replication::Replica,
+    current_leader_epoch: i32,
+) -> Option<ResponseError> {
+    let epoch = replica.leader_epoch().0;
+    if current_leader_epoch >= 0 && current_leader_epoch != epoch {
+        return Some(if current_leader_epoch > epoch {
+            ResponseError::UnknownLeaderEpoch
+        } else {
+            ResponseError::FencedLeaderEpoch
+        });
+    }
+    (!replica.is_leader()).then_some(ResponseError::NotLeaderOrFollower)
+}
+
 pub(crate) fn code(error: ResponseError) -> i16 {
     error.code()
 }

@@ -11,7 +11,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use kafka_protocol::ResponseError;
 
-use super::code;
+use super::{code, leader_check, partition_of};
 use crate::Broker;
 
 /// Kafka's UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET.
@@ -35,24 +35,11 @@ pub fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(UNDEFINED)
                         .with_end_offset(i64::from(UNDEFINED));
-                    let Some(replica) = topic.as_ref().and_then(|t| {
-                        usize::try_from(p.partition)
-                            .ok()
-                            .and_then(|i| t.partitions.get(i))
-                    }) else {
+                    let Some(replica) = partition_of(topic.as_ref(), p.partition) else {
                         return base.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                     };
-                    let current = replica.leader_epoch().0;
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch != current {
-                        let error = if p.current_leader_epoch > current {
-                            ResponseError::UnknownLeaderEpoch
-                        } else {
-                            ResponseError::FencedLeaderEpoch
-                        };
+                    if let Some(error) = leader_check(replica, p.current_leader_epoch) {
                         return base.with_error_code(code(error));
-                    }
-                    if !replica.is_leader() {
-                        return base.with_error_code(code(ResponseError::NotLeaderOrFollower));
                     }
                     match replica.end_offset_for_epoch(p.leader_epoch) {
                         Ok(Some((epoch, end))) => {
