@@ -126,6 +126,28 @@ async fn leader(brokers: &[Broker]) -> usize {
     }
 }
 
+/// Queues a batch on `replica` and waits for its answer.
+async fn write(
+    replica: &Arc<Replica>,
+    seq: i32,
+) -> Result<sluice_replication::AppendInfo, ReplicaError> {
+    replica
+        .enqueue(batch(seq), 1)
+        .await
+        .expect("queued")
+        .appended()
+        .await
+}
+
+/// Waits (at most `seconds`) until `done` holds.
+async fn eventually(what: &str, seconds: u64, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn batch(seq: i32) -> Bytes {
     let v = format!("order-{seq}");
     Bytes::from(build_idempotent_batch(
@@ -143,14 +165,10 @@ async fn a_replicated_partition_answers_at_commit_and_keeps_replicas_identical()
     let l = leader(&brokers).await;
     let leader_id = l as u64 + 1;
     let follower = &brokers[(l + 1) % 3];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while follower.replica.leader() != Some(leader_id) {
-        assert!(
-            Instant::now() < deadline,
-            "the follower never learned the leader"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the follower never learned the leader", 10, || {
+        follower.replica.leader() == Some(leader_id)
+    })
+    .await;
 
     // A follower refuses and names the leader.
     let refused = follower
@@ -195,34 +213,21 @@ async fn a_replicated_partition_answers_at_commit_and_keeps_replicas_identical()
     // A retry of a committed batch (one of the producer's last five) gets its
     // original offsets; nothing is appended.
     let end_before = brokers[l].replica.high_watermark();
-    let retry = brokers[l]
-        .replica
-        .enqueue(batch(37), 1)
-        .await
-        .expect("queued")
-        .appended()
+    let retry = write(&brokers[l].replica, 37)
         .await
         .expect("retry answered");
     assert_eq!(retry.base_offset, offsets[37]);
     // A gap in the sequence is refused.
-    let gap = brokers[l]
-        .replica
-        .enqueue(batch(45), 1)
-        .await
-        .expect("queued")
-        .appended()
-        .await;
+    let gap = write(&brokers[l].replica, 45).await;
     assert!(gap.is_err(), "a sequence gap was accepted");
 
     // Every replica reaches the same high watermark and holds the same batches.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while brokers
-        .iter()
-        .any(|b| b.replica.high_watermark() < end_before)
-    {
-        assert!(Instant::now() < deadline, "followers did not catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("followers did not catch up", 10, || {
+        brokers
+            .iter()
+            .all(|b| b.replica.high_watermark() >= end_before)
+    })
+    .await;
     let read = |b: &Broker| {
         let log = b.replica.shared_log().expect("log");
         let mut log = log.lock();
@@ -267,14 +272,7 @@ async fn a_replica_behind_the_log_start_installs_the_snapshot_and_replicates_the
     brokers[lagging].groups.lock().remove(&GROUP);
     stopped.shutdown().await.expect("shutdown");
     for seq in 0..200 {
-        brokers[l]
-            .replica
-            .enqueue(batch(seq), 1)
-            .await
-            .expect("queued")
-            .appended()
-            .await
-            .expect("committed");
+        write(&brokers[l].replica, seq).await.expect("committed");
     }
     // Retention on the two running replicas keeps about the last 4 KiB: each
     // snapshots at its new log start and purges the segments below.
@@ -286,11 +284,11 @@ async fn a_replica_behind_the_log_start_installs_the_snapshot_and_replicates_the
             .expect("retention")
             .expect("a new log start");
         assert!(start > Offset(100), "retention kept too much: {start}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while brokers[i].replica.log_start_offset() < start {
-            assert!(Instant::now() < deadline, "the log was not purged");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let replica = &brokers[i].replica;
+        eventually("the log was not purged", 10, || {
+            replica.log_start_offset() >= start
+        })
+        .await;
     }
     let log_start = brokers[l].replica.log_start_offset();
     let high_watermark = brokers[l].replica.high_watermark();
@@ -306,14 +304,11 @@ async fn a_replica_behind_the_log_start_installs_the_snapshot_and_replicates_the
     b.groups.lock().insert(GROUP, raft.clone());
     b.replica = replica;
     b.raft = raft;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while brokers[lagging].replica.high_watermark() < high_watermark {
-        assert!(
-            Instant::now() < deadline,
-            "the lagging replica did not catch up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let caught_up = Arc::clone(&brokers[lagging].replica);
+    eventually("the lagging replica did not catch up", 20, || {
+        caught_up.high_watermark() >= high_watermark
+    })
+    .await;
     assert!(brokers[lagging].replica.log_start_offset() >= log_start);
     let expected = entries_from(&brokers[l], brokers[lagging].replica.log_start_offset());
     assert!(!expected.is_empty());
@@ -325,23 +320,11 @@ async fn a_replica_behind_the_log_start_installs_the_snapshot_and_replicates_the
         expected
     );
     // Still one group: a write after the catch-up reaches all three.
-    let more = brokers[l]
-        .replica
-        .enqueue(batch(200), 1)
-        .await
-        .expect("queued")
-        .appended()
-        .await
-        .expect("committed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while brokers
-        .iter()
-        .any(|b| b.replica.high_watermark() <= more.last_offset)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "a replica missed the write after catch-up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let more = write(&brokers[l].replica, 200).await.expect("committed");
+    eventually("a replica missed the write after catch-up", 10, || {
+        brokers
+            .iter()
+            .all(|b| b.replica.high_watermark() > more.last_offset)
+    })
+    .await;
 }

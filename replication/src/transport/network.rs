@@ -83,6 +83,22 @@ impl GroupClient {
     }
 }
 
+impl GroupClient {
+    /// A vote or a pre-vote (`kind`), asked of the peer.
+    async fn ask_vote(
+        &self,
+        kind: u8,
+        rpc: &VoteRequest<PartitionRaft>,
+        option: &RPCOption,
+    ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        let answer = self
+            .call(kind, wire::encode_vote_request(rpc), option)
+            .await
+            .map_err(rpc_error)?;
+        wire::decode_vote_response(answer).map_err(decode_error)
+    }
+}
+
 impl RaftNetworkV2<PartitionRaft> for GroupClient {
     type SnapshotData = std::io::Cursor<Vec<u8>>;
 
@@ -104,12 +120,7 @@ impl RaftNetworkV2<PartitionRaft> for GroupClient {
         rpc: VoteRequest<PartitionRaft>,
         option: RPCOption,
     ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
-        let payload = wire::encode_vote_request(&rpc);
-        let answer = self
-            .call(wire::VOTE, payload, &option)
-            .await
-            .map_err(rpc_error)?;
-        wire::decode_vote_response(answer).map_err(decode_error)
+        self.ask_vote(wire::VOTE, &rpc, &option).await
     }
 
     async fn pre_vote(
@@ -117,12 +128,7 @@ impl RaftNetworkV2<PartitionRaft> for GroupClient {
         rpc: VoteRequest<PartitionRaft>,
         option: RPCOption,
     ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
-        let payload = wire::encode_vote_request(&rpc);
-        let answer = self
-            .call(wire::PRE_VOTE, payload, &option)
-            .await
-            .map_err(rpc_error)?;
-        wire::decode_vote_response(answer).map_err(decode_error)
+        self.ask_vote(wire::PRE_VOTE, &rpc, &option).await
     }
 
     async fn full_snapshot(
