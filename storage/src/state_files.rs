@@ -7,11 +7,12 @@
 //!   numbering wrote the offset alone, which still reads. `reset` marks a
 //!   [`crate::Log::reset_to`] that had not finished removing the old segments.
 //! - `raft-vote`: the vote, synced before `save_vote` returns.
-//! - `raft-committed`: the commit point, advisory (not synced: losing it only means
-//!   re-applying from an older point).
+//! - `raft-committed`: the commit point, advisory (not synced, and overwritten in
+//!   place: losing it, or a torn copy, only means re-applying from an older point).
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use sluice_protocol::types::{LeaderEpoch, Offset};
@@ -165,7 +166,17 @@ pub(crate) fn write_committed(
     body.extend_from_slice(&index.to_be_bytes());
     body.extend_from_slice(&term.0.to_be_bytes());
     body.push(u8::from(committed.is_some()));
-    replace(dir, COMMITTED_FILE, &checked(COMMITTED_MAGIC, &body), false)
+    // Written in place, not replaced: the record always has the same length and
+    // is advisory, so a torn write (caught by its CRC) only loses the hint, while a
+    // rename per commit made ext4 write back data on every commit.
+    let path = dir.join(COMMITTED_FILE);
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .and_then(|f| f.write_all_at(&checked(COMMITTED_MAGIC, &body), 0))
+        .map_err(|e| StorageError::io("write", &path, e))
 }
 
 /// `magic`, `body`, then the CRC32C of both.
