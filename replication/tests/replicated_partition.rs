@@ -45,9 +45,11 @@ fn open_replica(flusher: &Arc<Flusher>, dir: &std::path::Path, config: LogConfig
 
 fn raft_config() -> Arc<openraft::Config> {
     let config = openraft::Config {
+        // Long enough that a loaded test machine does not lose leaders to
+        // elections in the middle of a check.
         heartbeat_interval: 100,
-        election_timeout_min: 400,
-        election_timeout_max: 800,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
         snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 0,
         allow_log_reversion: Some(true),
@@ -137,6 +139,28 @@ async fn write(
         .expect("queued")
         .appended()
         .await
+}
+
+/// Writes batch `seq` through whichever of `running` leads, retrying while
+/// leadership moves (the producer's sequence makes a retry of a batch that did
+/// commit answer with its offsets).
+async fn write_to_leader(brokers: &[Broker], running: &[usize], seq: i32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(&i) = running.iter().find(|i| brokers[**i].replica.is_leader()) {
+            match write(&brokers[i].replica, seq).await {
+                Ok(_) => return,
+                Err(
+                    ReplicaError::NotLeader { .. }
+                    | ReplicaError::InFlightRetry { .. }
+                    | ReplicaError::Raft { .. },
+                ) => {}
+                Err(e) => panic!("batch {seq}: {e}"),
+            }
+        }
+        assert!(Instant::now() < deadline, "batch {seq} was never committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits (at most `seconds`) until `done` holds.
@@ -271,12 +295,15 @@ async fn a_replica_behind_the_log_start_installs_the_snapshot_and_replicates_the
     let stopped = brokers[lagging].raft.clone();
     brokers[lagging].groups.lock().remove(&GROUP);
     stopped.shutdown().await.expect("shutdown");
+    let running = [l, (l + 2) % 3];
     for seq in 0..200 {
-        write(&brokers[l].replica, seq).await.expect("committed");
+        write_to_leader(&brokers, &running, seq).await;
     }
+    // Leadership may have moved between the two running replicas meanwhile.
+    let l = leader(&brokers).await;
     // Retention on the two running replicas keeps about the last 4 KiB: each
     // snapshots at its new log start and purges the segments below.
-    for i in [l, (l + 2) % 3] {
+    for i in running {
         let start = brokers[i]
             .replica
             .apply_replicated_retention(1, -1, 4096)
