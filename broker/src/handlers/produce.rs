@@ -470,11 +470,11 @@ pub async fn finish(
                 continue;
             };
             let appended = if replica.raft().is_some() {
-                match tokio::time::timeout_at(deadline, ticket.appended()).await {
+                match wait_replicated(&replica, ticket, deadline).await {
                     Ok(r) => r,
-                    Err(_) => {
+                    Err(error) => {
                         let index = outcome.response.index;
-                        *outcome = failed(index, ResponseError::RequestTimedOut, None);
+                        *outcome = failed(index, error, None);
                         continue;
                     }
                 }
@@ -512,6 +512,34 @@ pub async fn finish(
         })
         .collect();
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// How often a write waiting for its commit checks that this broker still leads.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(100);
+
+/// Waits for a replicated write's answer until the deadline (REQUEST_TIMED_OUT)
+/// or until this broker stops leading the partition (NOT_LEADER_OR_FOLLOWER: a
+/// leader cut off from the majority answers at once instead of holding the
+/// producer until its timeout). Either way the outcome is unknown.
+async fn wait_replicated(
+    replica: &Replica,
+    ticket: AppendTicket,
+    deadline: tokio::time::Instant,
+) -> Result<Result<sluice_replication::AppendInfo, ReplicaError>, ResponseError> {
+    let appended = ticket.appended();
+    tokio::pin!(appended);
+    let mut check = tokio::time::interval(LEADERSHIP_CHECK);
+    loop {
+        tokio::select! {
+            r = &mut appended => return Ok(r),
+            () = tokio::time::sleep_until(deadline) => return Err(ResponseError::RequestTimedOut),
+            _ = check.tick() => {
+                if !replica.is_leader() {
+                    return Err(ResponseError::NotLeaderOrFollower);
+                }
+            }
+        }
+    }
 }
 
 /// Waits, up to the request's timeout, until every acks=all write is committed.
