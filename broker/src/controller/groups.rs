@@ -48,14 +48,6 @@ impl RaftGroups {
             .map(|(g, _)| *g)
     }
 
-    pub fn len(&self) -> usize {
-        self.groups.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub fn all(&self) -> Vec<RaftNode> {
         self.groups
             .read()

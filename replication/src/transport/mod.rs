@@ -96,14 +96,6 @@ impl Transport {
         })
     }
 
-    pub fn node(&self) -> u64 {
-        self.node
-    }
-
-    pub fn peers(&self) -> impl Iterator<Item = u64> + '_ {
-        self.peers.keys().copied()
-    }
-
     /// Sets what answers requests from peers; the first call wins.
     pub fn set_handler(&self, handler: Handler) {
         let _ = self.handler.set(handler);
@@ -162,22 +154,6 @@ impl Transport {
     /// Changes whenever a connection to a peer comes up.
     pub fn connections(&self) -> watch::Receiver<u64> {
         self.connected.subscribe()
-    }
-
-    /// Waits until a connection to every peer is up, at most `timeout`.
-    pub async fn wait_connected(&self, timeout: Duration) -> bool {
-        let mut rx = self.connected.subscribe();
-        let all = |t: &Transport| t.peers.keys().all(|p| t.is_connected(*p));
-        tokio::time::timeout(timeout, async {
-            while !all(self) {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await
-        .is_ok()
-            && all(self)
     }
 
     fn install(&self, peer: u64, link: Link) {
