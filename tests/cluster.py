@@ -202,7 +202,8 @@ class QueueWorkload:
     def read_log(self, partitions):
         """Every value in the topic, per partition in log order (assign, no group)."""
         consumer = Consumer({"bootstrap.servers": self.cluster.bootstrap,
-                             "group.id": "log-reader", "enable.auto.commit": False})
+                             "group.id": "log-reader", "enable.auto.commit": False,
+                             "auto.offset.reset": "error"})
         md = consumer.list_topics(self.topic, timeout=10)
         ends = {}
         for p in range(partitions):
@@ -211,17 +212,27 @@ class QueueWorkload:
         consumer.assign([TopicPartition(self.topic, p, 0) for p in range(partitions)])
         logs = {p: [] for p in range(partitions)}
         done = {p for p, hi in ends.items() if hi == 0}
+        last = {}
+        errors = []
         deadline = time.monotonic() + 60
         while len(done) < partitions and time.monotonic() < deadline:
             m = consumer.poll(0.5)
-            if m is None or m.error():
-                continue
-            logs[m.partition()].append(m.value().decode())
-            if m.offset() + 1 >= ends[m.partition()]:
-                done.add(m.partition())
+            if m is not None and m.error():
+                errors.append(str(m.error()))
+            elif m is not None:
+                logs[m.partition()].append(m.value().decode())
+                last[m.partition()] = m.offset()
+            # The position, not the last record: a log may end in Raft control
+            # batches (a new leader's first entry), which consumers skip.
+            for tp in consumer.position([TopicPartition(self.topic, p) for p in ends]):
+                if tp.offset >= ends[tp.partition]:
+                    done.add(tp.partition)
+        leaders = {p.id: p.leader for p in consumer.list_topics(self.topic, timeout=10)
+                   .topics[self.topic].partitions.values()}
         consumer.close()
-        assert len(done) == partitions, f"could not read the log to its end: {ends}"
-        del md
+        assert len(done) == partitions, (
+            f"could not read the log to its end: ends {ends}, last offsets read {last}, "
+            f"leaders {leaders} (were {md_leaders(md, self.topic)}), errors {errors[:5]}")
         return logs
 
     def check(self, partitions):
@@ -248,6 +259,10 @@ class QueueWorkload:
         assert not (set(self.consumed) - self.sent), "the group consumed records never sent"
         assert len(self.acked) > 100, f"too little traffic to check: {len(self.acked)} acked"
         return logs
+
+
+def md_leaders(md, topic):
+    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
 
 
 def wait_until(what, f, timeout_s=60, interval_s=0.2):
