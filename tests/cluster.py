@@ -74,9 +74,9 @@ class Cluster:
             time.sleep(0.2)
         raise AssertionError(f"fewer than {n} brokers registered")
 
-    def create_topic(self, name, partitions=3, config=None):
+    def create_topic(self, name, partitions=3, config=None, rf=3):
         admin = self.admin()
-        fs = admin.create_topics([NewTopic(name, partitions, 3, config=config or {})],
+        fs = admin.create_topics([NewTopic(name, partitions, rf, config=config or {})],
                                  operation_timeout=30)
         fs[name].result(timeout=40)
         self.wait_for_leaders(name, partitions)

@@ -148,6 +148,9 @@ impl Broker {
         tokio::spawn(reconciler::run(Arc::clone(self), Arc::clone(&controller)));
         self.groups.set_topic_creator(offsets_topic_creator(self));
         tokio::spawn(crate::controller::coordination::run(Arc::clone(self)));
+        tokio::spawn(crate::controller::leadership::publish_loop(Arc::clone(
+            self,
+        )));
         tokio::spawn(crate::controller::leadership::rebalance_loop(Arc::clone(
             self,
         )));
@@ -229,11 +232,12 @@ fn offsets_topic_creator(broker: &Arc<Broker>) -> TopicCreator {
         tokio::spawn(async move {
             let configs = broker.groups.offsets_topic_configs();
             let partitions = broker.groups.offsets_topic_partitions();
+            let rf = broker.groups.offsets_topic_replication_factor();
             let created = crate::handlers::create_topics::create(
                 &broker,
                 OFFSETS_TOPIC,
                 partitions,
-                -1,
+                rf,
                 &configs,
             )
             .await;

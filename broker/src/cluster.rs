@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::controller::LeaderRecord;
 use crate::topic_config::{self, TopicConfigs};
 
 /// Longest legal topic name.
@@ -55,10 +56,88 @@ impl From<ReplicaError> for TopicError {
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
-    pub partitions: Vec<Arc<Replica>>,
+    pub partitions: Vec<Partition>,
     /// Each partition's replicas (broker ids), preferred leader first.
     pub replicas: Vec<Vec<i32>>,
     pub configs: TopicConfigs,
+}
+
+/// A partition of a topic as this broker holds it.
+#[derive(Debug, Clone)]
+pub enum Partition {
+    /// Its log is on this broker.
+    Hosted(Arc<Replica>),
+    /// Only other brokers hold it (a replication factor below the broker count):
+    /// clients are sent to its leader, as its leader published it.
+    Elsewhere(Arc<RemotePartition>),
+}
+
+/// What this broker knows of a partition it does not host: the leadership its
+/// leader last published through the controller.
+#[derive(Debug, Default)]
+pub struct RemotePartition {
+    published: RwLock<Option<LeaderRecord>>,
+}
+
+impl RemotePartition {
+    pub fn published(&self) -> Option<LeaderRecord> {
+        self.published.read().clone()
+    }
+
+    pub fn set_published(&self, record: Option<LeaderRecord>) {
+        *self.published.write() = record;
+    }
+}
+
+/// Why a partition cannot be served from this broker's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotHere {
+    /// The topic has no such partition.
+    Unknown,
+    /// Other brokers host it.
+    Elsewhere,
+}
+
+impl Topic {
+    pub fn partition_count(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// This broker's replica of partition `index`.
+    pub fn replica(&self, index: i32) -> Result<&Arc<Replica>, NotHere> {
+        match usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+        {
+            Some(Partition::Hosted(r)) => Ok(r),
+            Some(Partition::Elsewhere(_)) => Err(NotHere::Elsewhere),
+            None => Err(NotHere::Unknown),
+        }
+    }
+
+    /// The replicas on this broker with their partition index.
+    pub fn hosted(&self) -> impl Iterator<Item = (usize, &Arc<Replica>)> {
+        self.partitions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Partition::Hosted(r) => Some((i, r)),
+                Partition::Elsewhere(_) => None,
+            })
+    }
+
+    /// The leader of partition `index` as this broker knows it.
+    pub fn leader_of(&self, index: usize) -> Option<i32> {
+        match self.partitions.get(index)? {
+            Partition::Hosted(r) => r.leader().map(|l| l as i32),
+            Partition::Elsewhere(remote) => remote.published().map(|p| p.leader),
+        }
+    }
+
+    /// The replicas on this broker.
+    pub fn hosted_replicas(&self) -> impl Iterator<Item = &Arc<Replica>> {
+        self.hosted().map(|(_, r)| r)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -203,12 +282,12 @@ impl Cluster {
         let log_config = self.log_config(&configs);
         let replicas = (0..partitions)
             .map(|p| {
-                Replica::open(
+                Partition::Hosted(Replica::open(
                     format!("{name}-{p}"),
                     self.partition_dir(name, p),
                     log_config,
                     self.replicas.clone(),
-                )
+                ))
             })
             .collect();
         Ok(Arc::new(Topic {
@@ -236,28 +315,29 @@ impl Cluster {
         self.replicas.high_watermark == HighWatermarkSource::Owner
     }
 
-    /// Opens the logs of partitions `first..first + replicas.len()` of a
-    /// replicated topic (their Raft groups are started by the caller). A
-    /// directory left by an earlier topic of the same name is set aside first.
+    /// Opens the logs of partitions `indices` of a replicated topic (their Raft
+    /// groups are started by the caller). A directory left by an earlier topic
+    /// of the same name is set aside first.
     pub fn open_replicated_partitions(
         &self,
         name: &str,
         id: Uuid,
-        first: usize,
-        count: usize,
+        indices: &[usize],
         configs: &TopicConfigs,
-    ) -> Vec<Arc<Replica>> {
+    ) -> Vec<(usize, Arc<Replica>)> {
         let log_config = self.log_config(configs);
-        (first..first + count)
-            .map(|p| {
+        indices
+            .iter()
+            .map(|&p| {
                 let dir = self.partition_dir(name, p as i32);
                 claim_partition_dir(&dir, id);
-                Replica::open(
+                let replica = Replica::open(
                     format!("{name}-{p}"),
                     dir,
                     log_config,
                     self.replicas.clone(),
-                )
+                );
+                (p, replica)
             })
             .collect()
     }
@@ -296,7 +376,7 @@ impl Cluster {
         partitions: i32,
         replication_factor: i16,
         configs: &BTreeMap<String, String>,
-    ) -> Result<(i32, TopicConfigs), TopicError> {
+    ) -> Result<(i32, i16, TopicConfigs), TopicError> {
         validate_topic_name(name)?;
         let partitions = if partitions == -1 {
             self.config.num_partitions
@@ -310,19 +390,13 @@ impl Cluster {
         }
         let brokers = self.broker_count() as i16;
         let rf = match replication_factor {
-            // A cluster replicates every partition on every broker.
-            -1 if self.is_replicated() => brokers,
-            -1 => self.config.default_replication_factor,
+            // The default is capped to the brokers there are (one broker: 1).
+            -1 => self.config.default_replication_factor.min(brokers),
             rf => rf,
         };
         if rf < 1 || rf > brokers {
             return Err(TopicError::InvalidReplicationFactor(format!(
                 "replication factor {rf} is not between 1 and the number of brokers ({brokers})"
-            )));
-        }
-        if self.is_replicated() && rf != brokers {
-            return Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor {rf}: a cluster of {brokers} brokers replicates every partition on all of them; ask for {brokers} or -1"
             )));
         }
         let configs = TopicConfigs::validate(configs).map_err(TopicError::InvalidConfig)?;
@@ -336,7 +410,7 @@ impl Cluster {
                 "topic '{name}' collides with existing topic '{other}' ('.' and '_' are treated alike)"
             )));
         }
-        Ok((partitions, configs))
+        Ok((partitions, rf, configs))
     }
 
     /// Creates a topic and its partition logs, then persists it.
@@ -348,7 +422,7 @@ impl Cluster {
         configs: &BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, TopicError> {
         let _guard = self.changes.lock();
-        let (partitions, configs) =
+        let (partitions, _, configs) =
             self.check_new_topic(name, partitions, replication_factor, configs)?;
         for p in 0..partitions {
             // Data under a name no topic owns is never wiped: an operator decides.
@@ -383,7 +457,7 @@ impl Cluster {
                 "topic '{name}' is internal: its partition count is the broker's"
             )));
         }
-        let current = topic.partitions.len() as i32;
+        let current = topic.partition_count() as i32;
         if count <= current {
             return Err(TopicError::InvalidPartitions(format!(
                 "topic '{name}' has {current} partitions; the new count {count} must be higher"
@@ -418,12 +492,12 @@ impl Cluster {
         let mut partitions = old.partitions.clone();
         let mut replicas = old.replicas.clone();
         for p in current..count {
-            partitions.push(Replica::open(
+            partitions.push(Partition::Hosted(Replica::open(
                 format!("{name}-{p}"),
                 self.partition_dir(name, p),
                 log_config,
                 self.replicas.clone(),
-            ));
+            )));
             replicas.push(vec![self.config.node_id]);
         }
         let topic = Arc::new(Topic {
@@ -470,7 +544,7 @@ impl Cluster {
                 .map(|t| TopicRecord {
                     name: t.name.clone(),
                     id: t.id,
-                    partitions: t.partitions.len() as i32,
+                    partitions: t.partition_count() as i32,
                     configs: t.configs.overrides().clone(),
                 })
                 .collect(),
@@ -504,7 +578,7 @@ impl Cluster {
     /// `retention.bytes`, topic overrides first), and forgets idle producers.
     pub fn apply_retention(&self, now_ms: i64) {
         for topic in self.topics() {
-            for replica in &topic.partitions {
+            for replica in topic.hosted_replicas() {
                 replica.expire_producers(now_ms, self.config.producer_id_expiration_ms);
             }
         }
@@ -512,7 +586,7 @@ impl Cluster {
             let (retention_ms, retention_bytes) = self.retention_of(&topic);
             // A replicated partition's head goes through its Raft group (a
             // snapshot at the new log start, then a purge), not a local delete.
-            for replica in topic.partitions.iter().filter(|r| r.raft().is_none()) {
+            for replica in topic.hosted_replicas().filter(|r| r.raft().is_none()) {
                 match replica.apply_retention(now_ms, retention_ms, retention_bytes) {
                     Ok(o) if o.segments_deleted > 0 => info!(
                         partition = replica.name(),
@@ -546,7 +620,7 @@ impl Cluster {
     pub async fn apply_replicated_retention(&self, now_ms: i64) {
         for topic in self.topics().into_iter().filter(|t| t.configs.deletes()) {
             let (retention_ms, retention_bytes) = self.retention_of(&topic);
-            for replica in topic.partitions.iter().filter(|r| r.raft().is_some()) {
+            for replica in topic.hosted_replicas().filter(|r| r.raft().is_some()) {
                 match replica
                     .apply_replicated_retention(now_ms, retention_ms, retention_bytes)
                     .await
@@ -573,7 +647,7 @@ impl Cluster {
                 io_bytes_per_second: u64::try_from(d.cleaner_io_max_bytes_per_second).ok(),
                 ..CompactionConfig::default()
             };
-            for replica in &topic.partitions {
+            for replica in topic.hosted_replicas() {
                 match replica.compact(now_ms, &config) {
                     Ok(Some(s)) if s.segments_rewritten > 0 => info!(
                         partition = replica.name(),
@@ -593,7 +667,7 @@ impl Cluster {
     /// Syncs every partition log (clean shutdown).
     pub fn sync_all(&self) {
         for topic in self.topics() {
-            for replica in &topic.partitions {
+            for replica in topic.hosted_replicas() {
                 if let Err(e) = replica.sync_all() {
                     warn!(partition = replica.name(), error = %e, "final sync failed");
                 }
@@ -606,7 +680,7 @@ impl Cluster {
 /// the way first (one atomic step), so a topic created with the same name never
 /// meets the old data, then removed.
 fn remove_partition_logs(topic: &Topic) {
-    for replica in &topic.partitions {
+    for replica in topic.hosted_replicas() {
         let dir = replica.dir();
         let doomed = deleted_dir_name(&dir, topic.id);
         if let Err(e) = std::fs::rename(&dir, &doomed) {

@@ -128,6 +128,7 @@ impl ClusterConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct GroupCoordinatorConfig {
     pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_replication_factor: i16,
     pub offsets_topic_segment_bytes: u64,
     pub offsets_retention_minutes: i64,
     pub offsets_retention_check_interval_ms: u64,
@@ -142,6 +143,7 @@ impl Default for GroupCoordinatorConfig {
     fn default() -> Self {
         GroupCoordinatorConfig {
             offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
             offsets_topic_segment_bytes: 100 << 20,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
@@ -183,7 +185,7 @@ impl Default for BrokerConfig {
             cluster_id: "sluice-cluster".into(),
             auto_create_topics_enable: true,
             num_partitions: 1,
-            default_replication_factor: 1,
+            default_replication_factor: 3,
             socket_request_max_bytes: 100 << 20,
             max_inflight_requests_per_connection: 64,
             max_connections: i32::MAX as usize,
@@ -372,6 +374,12 @@ impl BrokerConfig {
                     g.offsets_topic_num_partitions,
                     crate::cluster::PARTITIONS_MAX
                 ),
+            ));
+        }
+        if g.offsets_topic_replication_factor < 1 {
+            return Err(bad(
+                "group_coordinator.offsets_topic_replication_factor",
+                format!("{} must be at least 1", g.offsets_topic_replication_factor),
             ));
         }
         if g.offsets_topic_segment_bytes < 1024 || g.offsets_topic_segment_bytes > i32::MAX as u64 {

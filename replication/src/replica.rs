@@ -73,8 +73,18 @@ pub struct ReplicaContext {
 fn quorum_lost(raft: &RaftNode) -> bool {
     let lease = std::time::Duration::from_millis(raft.config().election_timeout_min);
     let metrics = raft.metrics();
-    let acked = metrics.borrow_watched().last_quorum_acked;
-    acked.is_some_and(|at| openraft::Instant::elapsed(&at.into_inner()) > lease)
+    let m = metrics.borrow_watched();
+    // A group of one is its own quorum (nothing acknowledges it).
+    if m.membership_config
+        .membership()
+        .voter_ids()
+        .nth(1)
+        .is_none()
+    {
+        return false;
+    }
+    m.last_quorum_acked
+        .is_some_and(|at| openraft::Instant::elapsed(&at.into_inner()) > lease)
 }
 
 /// The entry whose last offset is `last`: its index and epoch (terms and offsets
@@ -322,9 +332,9 @@ impl Replica {
             return None;
         }
         let mut isr = vec![m.id];
-        let replication = m.replication.as_ref()?;
         let acked = m.heartbeat.as_ref();
-        for (node, matched) in replication {
+        // A group of one replicates to nobody.
+        for (node, matched) in m.replication.iter().flatten() {
             if *node == m.id || matched.is_none() {
                 continue;
             }

@@ -22,7 +22,7 @@ pub async fn run(broker: Arc<Broker>) {
         let Some(topic) = broker.cluster.topic(OFFSETS_TOPIC) else {
             continue;
         };
-        for (index, replica) in topic.partitions.iter().enumerate() {
+        for (index, replica) in topic.hosted() {
             let leads = replica.is_leader() && replica.raft().is_some();
             let loaded = broker.groups.is_loaded(index);
             if !leads {

@@ -23,11 +23,33 @@ pub struct BrokerInfo {
     pub port: i32,
 }
 
-/// One partition: its replicas in preferred order and its Raft group.
+/// One partition: its replicas in preferred order, its Raft group and, when some
+/// broker does not host it, the leadership its leader last published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
     pub replicas: Vec<i32>,
     pub group: u64,
+    #[serde(default)]
+    pub leader: Option<LeaderRecord>,
+}
+
+/// A partition's leadership as its leader published it: brokers that do not
+/// host the partition answer Metadata and FindCoordinator from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderRecord {
+    pub leader: i32,
+    /// The Raft term.
+    pub epoch: i32,
+    /// In-sync replicas, sorted.
+    pub isr: Vec<i32>,
+}
+
+/// One partition's published leadership, by Raft group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedLeader {
+    pub group: u64,
+    #[serde(flatten)]
+    pub record: LeaderRecord,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +85,10 @@ pub enum Command {
     },
     AllocateProducerIds {
         broker: i32,
+    },
+    /// Leaders of partitions not hosted by every broker, published by the leaders.
+    PublishLeaders {
+        leaders: Vec<PublishedLeader>,
     },
 }
 
@@ -156,6 +182,26 @@ impl MetadataImage {
                     start,
                 }
             }
+            Command::PublishLeaders { leaders } => {
+                // A record older than the one held (a leader that lost its term
+                // publishing late) changes nothing.
+                for published in leaders {
+                    let partition = self
+                        .topics
+                        .values_mut()
+                        .flat_map(|t| t.partitions.iter_mut())
+                        .find(|p| p.group == published.group);
+                    if let Some(p) = partition {
+                        if p.leader
+                            .as_ref()
+                            .is_none_or(|l| l.epoch <= published.record.epoch)
+                        {
+                            p.leader = Some(published.record.clone());
+                        }
+                    }
+                }
+                Applied::Done
+            }
         }
     }
 
@@ -167,6 +213,7 @@ impl MetadataImage {
                 PartitionImage {
                     replicas: r.clone(),
                     group: CONTROLLER_GROUP + self.next_group,
+                    leader: None,
                 }
             })
             .collect()
@@ -251,5 +298,43 @@ mod tests {
         );
         assert!(image.topics.is_empty());
         assert!(Command::decode(b"{\"type\":\"unknown\"}").is_err());
+    }
+
+    #[test]
+    fn fewer_replicas_than_brokers_spread_and_take_only_newer_leadership() {
+        let mut image = MetadataImage::default();
+        register(&mut image, &[1, 2, 3, 4]);
+        let replicas = image.place(&[1, 2, 3, 4], 4, 2);
+        assert!(replicas.iter().all(|r| r.len() == 2 && r[0] != r[1]));
+        let mut leaders: Vec<i32> = replicas.iter().map(|r| r[0]).collect();
+        leaders.sort();
+        assert_eq!(leaders, vec![1, 2, 3, 4]);
+        image.apply(&Command::CreateTopic {
+            name: "audit".into(),
+            id: Uuid::from_u128(9),
+            replicas,
+            configs: BTreeMap::new(),
+        });
+        let publish = |leader, epoch| Command::PublishLeaders {
+            leaders: vec![PublishedLeader {
+                group: 1,
+                record: LeaderRecord {
+                    leader,
+                    epoch,
+                    isr: vec![1, 2],
+                },
+            }],
+        };
+        let leader = |image: &MetadataImage| image.topics["audit"].partitions[0].leader.clone();
+        let back = Command::decode(&publish(2, 5).encode()).expect("decode");
+        assert_eq!(back, publish(2, 5));
+        image.apply(&back);
+        assert_eq!(leader(&image).map(|l| (l.leader, l.epoch)), Some((2, 5)));
+        // A leader of an older term publishing late changes nothing.
+        image.apply(&publish(1, 4));
+        assert_eq!(leader(&image).map(|l| (l.leader, l.epoch)), Some((2, 5)));
+        image.apply(&publish(1, 6));
+        assert_eq!(leader(&image).map(|l| (l.leader, l.epoch)), Some((1, 6)));
+        assert!(image.topics["audit"].partitions[1].leader.is_none());
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use sluice_replication::Replica;
 use tracing::{info, warn};
 
+use super::{Command, LeaderRecord, PublishedLeader};
 use crate::Broker;
 
 /// How long a clean shutdown waits for leadership to move away.
@@ -21,10 +22,8 @@ fn local_partitions(broker: &Broker) -> Vec<(Arc<Replica>, Vec<i32>)> {
         .topics()
         .iter()
         .flat_map(|t| {
-            t.partitions
-                .iter()
-                .cloned()
-                .zip(t.replicas.iter().cloned())
+            t.hosted()
+                .map(|(i, r)| (Arc::clone(r), t.replicas[i].clone()))
                 .collect::<Vec<_>>()
         })
         .filter(|(r, _)| r.raft().is_some())
@@ -85,27 +84,30 @@ pub async fn hand_over(broker: &Broker) {
         .filter(|p| **p != broker.node_id())
         .map(|p| *p as u64)
         .collect();
-    let mut replicas: Vec<Arc<Replica>> = local_partitions(broker)
+    let mut replicas: Vec<(Arc<Replica>, Vec<u64>)> = local_partitions(broker)
         .into_iter()
-        .map(|(r, _)| r)
+        .map(|(r, members)| {
+            let others = members
+                .into_iter()
+                .map(|m| m as u64)
+                .filter(|m| peers.contains(m))
+                .collect();
+            (r, others)
+        })
         .collect();
-    replicas.push(Arc::clone(controller.replica()));
+    replicas.push((Arc::clone(controller.replica()), peers));
     let mut moving = Vec::new();
-    for replica in replicas {
+    for (replica, others) in replicas {
         if !replica.is_leader() {
             continue;
         }
-        let target = peers
+        let connected = |p: &u64| controller.transport().is_connected(*p);
+        let target = others
             .iter()
             .copied()
-            .filter(|p| controller.transport().is_connected(*p))
+            .filter(connected)
             .find(|p| replica.follower_caught_up(*p))
-            .or_else(|| {
-                peers
-                    .iter()
-                    .copied()
-                    .find(|p| controller.transport().is_connected(*p))
-            });
+            .or_else(|| others.iter().copied().find(connected));
         let (Some(target), Some(raft)) = (target, replica.raft()) else {
             continue;
         };
@@ -130,5 +132,71 @@ pub async fn hand_over(broker: &Broker) {
             partitions = kept,
             "some leadership did not move before shutdown"
         );
+    }
+}
+
+/// How often leaders look for leadership to publish.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Publishes, through the controller, the leader, epoch and ISR of every
+/// partition this broker leads that some broker does not host, whenever they
+/// differ from the image: those brokers answer Metadata and FindCoordinator from
+/// it. One command carries every change of a pass.
+pub async fn publish_loop(broker: Arc<Broker>) {
+    let lag_max = Duration::from_millis(broker.config.cluster.replica_lag_time_max_ms);
+    let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(controller) = broker.controller() else {
+            continue;
+        };
+        let me = broker.node_id();
+        let brokers = controller.peers().len();
+        let topics = broker.cluster.topics();
+        let leaders: Vec<PublishedLeader> = controller.with_image(|image| {
+            let mut changed = Vec::new();
+            for topic in &topics {
+                let Some(wanted) = image.topics.get(&topic.name).filter(|t| t.id == topic.id)
+                else {
+                    continue;
+                };
+                for (index, replica) in topic.hosted() {
+                    let Some(p) = wanted.partitions.get(index) else {
+                        continue;
+                    };
+                    if p.replicas.len() >= brokers || !replica.is_leader() {
+                        continue;
+                    }
+                    let Some(isr) = replica.in_sync_replicas(lag_max) else {
+                        continue;
+                    };
+                    let mut isr: Vec<i32> = isr.into_iter().map(|r| r as i32).collect();
+                    isr.sort_unstable();
+                    let record = LeaderRecord {
+                        leader: me,
+                        epoch: replica.leader_epoch().0,
+                        isr,
+                    };
+                    if p.leader.as_ref() != Some(&record) {
+                        changed.push(PublishedLeader {
+                            group: p.group,
+                            record,
+                        });
+                    }
+                }
+            }
+            changed
+        });
+        if leaders.is_empty() {
+            continue;
+        }
+        let count = leaders.len();
+        if let Err(e) = controller
+            .submit(&Command::PublishLeaders { leaders })
+            .await
+        {
+            warn!(partitions = count, error = %e, "publishing partition leadership failed; retrying");
+        }
     }
 }

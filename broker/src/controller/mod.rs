@@ -36,7 +36,9 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
-pub use image::{Applied, BrokerInfo, Command, MetadataImage, CONTROLLER_GROUP};
+pub use image::{
+    Applied, BrokerInfo, Command, LeaderRecord, MetadataImage, PublishedLeader, CONTROLLER_GROUP,
+};
 
 /// Broker-level request kinds on the inter-broker transport (Raft's are below).
 pub const FORWARD: u8 = 16;

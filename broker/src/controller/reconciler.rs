@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 
 use super::image::TopicImage;
 use super::Controller;
-use crate::cluster::Topic;
+use crate::cluster::{Partition, Topic};
 use crate::topic_config::TopicConfigs;
 use crate::Broker;
 
@@ -36,9 +36,10 @@ async fn reconcile(broker: &Arc<Broker>, controller: &Arc<Controller>) {
     broker.cluster.set_broker_count(controller.peers().len());
     for (name, wanted) in &image.topics {
         let existing = broker.cluster.topic(name);
-        let kept: Vec<Arc<Replica>> = match &existing {
+        let kept: Vec<Partition> = match &existing {
             Some(t) if t.id == wanted.id => {
-                if t.partitions.len() >= wanted.partitions.len() {
+                if t.partition_count() >= wanted.partitions.len() {
+                    note_published_leaders(t, wanted);
                     continue;
                 }
                 t.partitions.clone()
@@ -49,18 +50,23 @@ async fn reconcile(broker: &Arc<Broker>, controller: &Arc<Controller>) {
             }
             None => Vec::new(),
         };
-        let hosted = wanted.partitions.iter().all(|p| p.replicas.contains(&node));
-        if !hosted {
-            warn!(topic = %name, "topic has partitions not assigned to this broker; they are not served here");
-        }
         let first = kept.len();
-        let added = open_partitions(broker, name, wanted, first).await;
-        for (offset, replica) in added.iter().enumerate() {
-            let p = &wanted.partitions[first + offset];
+        let hosted: Vec<usize> = (first..wanted.partitions.len())
+            .filter(|i| wanted.partitions[*i].replicas.contains(&node))
+            .collect();
+        let opened = open_partitions(broker, name, wanted, hosted).await;
+        for (index, replica) in &opened {
+            let p = &wanted.partitions[*index];
             start_partition_group(broker, controller, replica, p.group, &p.replicas).await;
         }
         let mut partitions = kept;
-        partitions.extend(added);
+        let mut opened = opened.into_iter().peekable();
+        for index in first..wanted.partitions.len() {
+            match opened.next_if(|(i, _)| *i == index) {
+                Some((_, replica)) => partitions.push(Partition::Hosted(replica)),
+                None => partitions.push(Partition::Elsewhere(Default::default())),
+            }
+        }
         let topic = Topic {
             name: name.clone(),
             id: wanted.id,
@@ -72,7 +78,9 @@ async fn reconcile(broker: &Arc<Broker>, controller: &Arc<Controller>) {
                 .collect(),
             configs: TopicConfigs::from_stored(wanted.configs.clone()),
         };
-        info!(topic = %name, partitions = topic.partitions.len(), "topic serving");
+        note_published_leaders(&topic, wanted);
+        let hosted = topic.hosted().count();
+        info!(topic = %name, partitions = topic.partition_count(), hosted, "topic serving");
         broker.cluster.install_topic(Arc::new(topic));
     }
     for topic in broker.cluster.topics() {
@@ -86,18 +94,31 @@ async fn reconcile(broker: &Arc<Broker>, controller: &Arc<Controller>) {
     }
 }
 
+/// Hands the published leadership of partitions other brokers host to them.
+fn note_published_leaders(topic: &Topic, wanted: &TopicImage) {
+    for (partition, image) in topic.partitions.iter().zip(&wanted.partitions) {
+        if let Partition::Elsewhere(remote) = partition {
+            if remote.published() != image.leader {
+                remote.set_published(image.leader.clone());
+            }
+        }
+    }
+}
+
 async fn open_partitions(
     broker: &Arc<Broker>,
     name: &str,
     wanted: &TopicImage,
-    first: usize,
-) -> Vec<Arc<Replica>> {
+    indices: Vec<usize>,
+) -> Vec<(usize, Arc<Replica>)> {
+    if indices.is_empty() {
+        return Vec::new();
+    }
     let (b, name, id) = (Arc::clone(broker), name.to_string(), wanted.id);
     let configs = TopicConfigs::from_stored(wanted.configs.clone());
-    let count = wanted.partitions.len() - first;
     let opened = tokio::task::spawn_blocking(move || {
         b.cluster
-            .open_replicated_partitions(&name, id, first, count, &configs)
+            .open_replicated_partitions(&name, id, &indices, &configs)
     })
     .await;
     opened.unwrap_or_else(|e| {
@@ -137,7 +158,7 @@ async fn stop_topic(broker: &Arc<Broker>, name: &str) {
     let Some(topic) = broker.cluster.topic(name) else {
         return;
     };
-    for replica in &topic.partitions {
+    for replica in topic.hosted_replicas() {
         if let Some(raft) = replica.raft() {
             if let Err(e) = raft.shutdown().await {
                 warn!(partition = replica.name(), error = %e, "stopping a Raft group failed");
@@ -149,7 +170,7 @@ async fn stop_topic(broker: &Arc<Broker>, name: &str) {
     let removed =
         tokio::task::spawn_blocking(move || b.cluster.remove_replicated_topic(&name)).await;
     if let Ok(Some(topic)) = removed {
-        for replica in &topic.partitions {
+        for replica in topic.hosted_replicas() {
             if let Some(group) = broker.raft_groups.group_of(replica.name()) {
                 broker.raft_groups.remove(group);
             }

@@ -31,7 +31,7 @@ use sluice_replication::{AppendTicket, Replica, ReplicaError};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::cluster::{Cluster, Topic, TopicError};
+use crate::cluster::{Cluster, NotHere, Topic, TopicError};
 use crate::config::GroupCoordinatorConfig;
 use crate::topic_config;
 use records::{GroupValue, OffsetValue, RecordKey};
@@ -228,16 +228,24 @@ impl Coordinator {
         self.config.offsets_topic_num_partitions
     }
 
+    /// Replicas of each `__consumer_offsets` partition: the configured factor,
+    /// capped to the brokers there are.
+    pub fn offsets_topic_replication_factor(&self) -> i16 {
+        let brokers = i16::try_from(self.cluster.broker_count()).unwrap_or(i16::MAX);
+        self.config.offsets_topic_replication_factor.min(brokers)
+    }
+
     fn replica_for(&self, group_id: &str) -> Result<Arc<Replica>, GroupError> {
         let topic = self.offsets_topic()?;
-        let n = topic.partitions.len() as i32;
-        let p = records::partition_for(group_id, n) as usize;
-        topic
-            .partitions
-            .get(p)
-            .filter(|r| r.offline_reason().is_none())
-            .cloned()
-            .ok_or(GroupError::CoordinatorNotAvailable)
+        let n = topic.partition_count() as i32;
+        let p = records::partition_for(group_id, n);
+        match topic.replica(p) {
+            Ok(r) if r.offline_reason().is_none() => Ok(Arc::clone(r)),
+            Err(NotHere::Elsewhere) if self.cluster.is_replicated() => {
+                Err(GroupError::NotCoordinator)
+            }
+            _ => Err(GroupError::CoordinatorNotAvailable),
+        }
     }
 
     /// Checks a group id and that this broker can coordinate it.
@@ -263,17 +271,19 @@ impl Coordinator {
 
     fn partition_index(&self, group_id: &str) -> Result<usize, GroupError> {
         let topic = self.offsets_topic()?;
-        Ok(records::partition_for(group_id, topic.partitions.len() as i32) as usize)
+        Ok(records::partition_for(group_id, topic.partition_count() as i32) as usize)
     }
 
     /// In a cluster: the broker that coordinates `group_id` (the leader of its
     /// `__consumer_offsets` partition), if known. Alone: this broker.
     pub fn coordinator_of(&self, group_id: &str) -> Result<Option<u64>, GroupError> {
-        let replica = self.replica_for(group_id)?;
         if !self.cluster.is_replicated() {
+            self.replica_for(group_id)?;
             return Ok(Some(self.cluster.config().node_id as u64));
         }
-        Ok(replica.leader())
+        let topic = self.offsets_topic()?;
+        let index = self.partition_index(group_id)?;
+        Ok(topic.leader_of(index).map(|l| l as u64))
     }
 
     /// Sets how `__consumer_offsets` is created in a cluster.
@@ -287,10 +297,10 @@ impl Coordinator {
         let Ok(topic) = self.offsets_topic() else {
             return;
         };
-        let Some(replica) = topic.partitions.get(index) else {
+        let Ok(replica) = topic.replica(index as i32) else {
             return;
         };
-        let n = topic.partitions.len() as i32;
+        let n = topic.partition_count() as i32;
         self.unload_groups(|g| records::partition_for(g, n) as usize == index);
         if let Err(e) = self.load_replicas(std::slice::from_ref(replica), now) {
             error!(partition = replica.name(), error = %e, "cannot load the groups of this partition");
@@ -312,7 +322,7 @@ impl Coordinator {
         if !self.loaded.write().remove(&index) {
             return;
         }
-        let n = topic.partitions.len() as i32;
+        let n = topic.partition_count() as i32;
         self.unload_groups(|g| records::partition_for(g, n) as usize == index);
         info!(partition = %format!("{OFFSETS_TOPIC}-{index}"), "no longer coordinating the groups of this partition");
     }
@@ -594,7 +604,7 @@ impl Coordinator {
         let exists = self
             .cluster
             .topic(&c.topic)
-            .is_some_and(|t| usize::try_from(c.partition).is_ok_and(|p| p < t.partitions.len()));
+            .is_some_and(|t| usize::try_from(c.partition).is_ok_and(|p| p < t.partition_count()));
         if exists {
             Ok(())
         } else {
@@ -863,7 +873,8 @@ impl Coordinator {
 
     /// Replays `__consumer_offsets`: the last record per key wins, null values delete.
     fn load(&self, topic: &Topic, now: i64) -> Result<(), TopicError> {
-        self.load_replicas(&topic.partitions, now)
+        let hosted: Vec<Arc<Replica>> = topic.hosted_replicas().cloned().collect();
+        self.load_replicas(&hosted, now)
     }
 
     /// Replays the given partitions of `__consumer_offsets`.

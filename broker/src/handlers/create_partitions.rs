@@ -71,13 +71,13 @@ async fn add(broker: &Arc<Broker>, name: &str, count: i32) -> Result<(), TopicEr
             .map(|_| ());
     };
     let current = broker.cluster.check_new_partitions(name, count)?;
-    let replicas = controller.with_image(|image| {
-        image.place(
-            controller.peers(),
-            (count - current) as usize,
-            broker.cluster.broker_count(),
-        )
-    });
+    let rf = broker
+        .cluster
+        .topic(name)
+        .and_then(|t| t.replicas.first().map(Vec::len))
+        .unwrap_or_else(|| broker.cluster.broker_count());
+    let replicas = controller
+        .with_image(|image| image.place(controller.peers(), (count - current) as usize, rf));
     let command = Command::CreatePartitions {
         name: name.to_string(),
         replicas,

@@ -70,18 +70,13 @@ pub async fn create(
             .io(move || cluster.create_topic(&name, partitions, rf, &configs))
             .await
             .unwrap_or_else(|e| Err(TopicError::Storage(format!("create task failed: {e}"))))
-            .map(|t| (t.partitions.len() as i32, t.configs.clone(), t.id));
+            .map(|t| (t.partition_count() as i32, t.configs.clone(), t.id));
     };
-    let (partitions, checked) = broker
+    let (partitions, rf, checked) = broker
         .cluster
         .check_new_topic(name, partitions, rf, configs)?;
-    let replicas = controller.with_image(|image| {
-        image.place(
-            controller.peers(),
-            partitions as usize,
-            broker.cluster.broker_count(),
-        )
-    });
+    let replicas = controller
+        .with_image(|image| image.place(controller.peers(), partitions as usize, rf as usize));
     let id = Uuid::new_v4();
     let command = Command::CreateTopic {
         name: name.to_string(),
@@ -98,7 +93,7 @@ pub async fn create(
         let led = broker
             .cluster
             .topic(name)
-            .is_some_and(|t| t.partitions.iter().all(|r| r.leader().is_some()));
+            .is_some_and(|t| (0..t.partition_count()).all(|i| t.leader_of(i).is_some()));
         if led {
             break;
         }
@@ -198,7 +193,7 @@ pub async fn handle(
             broker
                 .cluster
                 .check_new_topic(&name, partitions, rf, &configs)
-                .map(|(p, c)| (p, c, None))
+                .map(|(p, _, c)| (p, c, None))
         } else {
             create(broker, &name, partitions, rf, &configs)
                 .await

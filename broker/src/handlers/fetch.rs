@@ -74,13 +74,13 @@ fn read_all(
             let base = PartitionData::default()
                 .with_partition_index(fp.partition)
                 .with_records(Some(Bytes::new()));
-            let Some(replica) = partition_of(topic.as_ref(), fp.partition) else {
-                has_error = true;
-                partitions.push(
-                    base.with_error_code(code(ResponseError::UnknownTopicOrPartition))
-                        .with_high_watermark(-1),
-                );
-                continue;
+            let replica = match partition_of(topic.as_ref(), fp.partition) {
+                Ok(replica) => replica,
+                Err(error) => {
+                    has_error = true;
+                    partitions.push(base.with_error_code(code(error)).with_high_watermark(-1));
+                    continue;
+                }
             };
             if let Some(error) = leader_check(replica, fp.current_leader_epoch) {
                 has_error = true;

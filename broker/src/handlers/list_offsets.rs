@@ -40,8 +40,9 @@ pub fn handle(
                         .with_partition_index(lp.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let Some(replica) = partition_of(topic.as_ref(), lp.partition_index) else {
-                        return base.with_error_code(code(ResponseError::UnknownTopicOrPartition));
+                    let replica = match partition_of(topic.as_ref(), lp.partition_index) {
+                        Ok(replica) => replica,
+                        Err(error) => return base.with_error_code(code(error)),
                     };
                     if let Some(error) = leader_check(replica, lp.current_leader_epoch) {
                         return base.with_error_code(code(error));

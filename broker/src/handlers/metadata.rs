@@ -14,7 +14,7 @@ use tracing::warn;
 use super::{code, str_bytes, topic_name};
 use sluice_replication::Replica;
 
-use crate::cluster::{validate_topic_name, Topic, TopicError};
+use crate::cluster::{validate_topic_name, Partition, RemotePartition, Topic, TopicError};
 use crate::Broker;
 
 /// The brokers clients are told about, and the controller's id.
@@ -144,7 +144,13 @@ fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
         .partitions
         .iter()
         .enumerate()
-        .map(|(i, replica)| {
+        .map(|(i, partition)| {
+            let replica = match partition {
+                Partition::Hosted(replica) => replica,
+                Partition::Elsewhere(remote) => {
+                    return describe_remote(broker, i, remote, &topic.replicas[i])
+                }
+            };
             if replica.raft().is_some() {
                 return describe_replicated(broker, i, replica, &topic.replicas[i], lag_max);
             }
@@ -169,6 +175,38 @@ fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
         .with_topic_id(topic.id)
         .with_is_internal(crate::cluster::is_internal_topic(&topic.name))
         .with_partitions(partitions)
+}
+
+/// A partition this broker does not host: the leadership its leader published,
+/// while this broker is in touch with that leader.
+fn describe_remote(
+    broker: &Broker,
+    index: usize,
+    remote: &RemotePartition,
+    replicas: &[i32],
+) -> MetadataResponsePartition {
+    let ids = |v: &[i32]| v.iter().map(|r| BrokerId(*r)).collect::<Vec<_>>();
+    let transport = broker.controller().map(|c| c.transport());
+    let reachable = |r: i32| transport.is_some_and(|t| t.is_connected(r as u64));
+    let offline: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|r| !reachable(*r))
+        .collect();
+    let partition = MetadataResponsePartition::default()
+        .with_partition_index(index as i32)
+        .with_replica_nodes(ids(replicas))
+        .with_offline_replicas(ids(&offline));
+    match remote.published().filter(|p| reachable(p.leader)) {
+        Some(p) => partition
+            .with_leader_id(BrokerId(p.leader))
+            .with_leader_epoch(p.epoch)
+            .with_isr_nodes(ids(&p.isr)),
+        None => partition
+            .with_error_code(code(ResponseError::LeaderNotAvailable))
+            .with_leader_id(BrokerId(-1))
+            .with_leader_epoch(-1),
+    }
 }
 
 /// A partition of a replicated topic: the Raft leader and term; the ISR as the

@@ -278,15 +278,17 @@ async fn handle(
     Ok(response)
 }
 
-/// Partition `index` of `topic`, if both exist.
+/// This broker's replica of partition `index` of `topic`, or the error for a
+/// client that asked for it: UNKNOWN_TOPIC_OR_PARTITION when there is no such
+/// partition, NOT_LEADER_OR_FOLLOWER when only other brokers host it.
 pub(crate) fn partition_of(
     topic: Option<&Arc<crate::cluster::Topic>>,
     index: i32,
-) -> Option<&Arc<sluice_replication::Replica>> {
-    topic.and_then(|t| {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| t.partitions.get(i))
+) -> Result<&Arc<sluice_replication::Replica>, ResponseError> {
+    let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
+    topic.replica(index).map_err(|e| match e {
+        crate::cluster::NotHere::Unknown => ResponseError::UnknownTopicOrPartition,
+        crate::cluster::NotHere::Elsewhere => ResponseError::NotLeaderOrFollower,
     })
 }
 

@@ -35,8 +35,9 @@ pub fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(UNDEFINED)
                         .with_end_offset(i64::from(UNDEFINED));
-                    let Some(replica) = partition_of(topic.as_ref(), p.partition) else {
-                        return base.with_error_code(code(ResponseError::UnknownTopicOrPartition));
+                    let replica = match partition_of(topic.as_ref(), p.partition) {
+                        Ok(replica) => replica,
+                        Err(error) => return base.with_error_code(code(error)),
                     };
                     if let Some(error) = leader_check(replica, p.current_leader_epoch) {
                         return base.with_error_code(code(error));

@@ -313,17 +313,12 @@ pub fn prepare(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> 
                 )));
                 continue;
             }
-            let Some(replica) = topic.as_ref().and_then(|t| {
-                usize::try_from(index)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            }) else {
-                outcomes.push(Prepared::Answered(failed(
-                    index,
-                    ResponseError::UnknownTopicOrPartition,
-                    None,
-                )));
-                continue;
+            let replica = match super::partition_of(topic.as_ref(), index) {
+                Ok(replica) => replica,
+                Err(error) => {
+                    outcomes.push(Prepared::Answered(failed(index, error, None)));
+                    continue;
+                }
             };
             let topic = topic.as_ref().expect("partition found above");
             if acks == Some(Acks::All) {

@@ -1,0 +1,129 @@
+"""Replication factors below the broker count: each partition lives on its
+replicas only, and the brokers that do not host it still answer Metadata and
+FindCoordinator with its leader, which its leader publishes through the
+controller (and again after a failover)."""
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from cluster import Cluster, QueueWorkload, wait_until
+
+
+def partitions_seen_by_each_broker(cluster, topic):
+    """{broker: {partition: (leader, replicas, isr)}} from every broker's own Metadata."""
+    seen = {}
+    for node, b in cluster.brokers.items():
+        if not b.alive():
+            continue
+        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(topic=topic, timeout=5)
+        seen[node] = {p.id: (p.leader, sorted(p.replicas), sorted(p.isrs))
+                      for p in md.topics[topic].partitions.values()}
+    return seen
+
+
+def agreed_leaders(cluster, topic, partitions, exclude=()):
+    """The leaders every live broker reports, once they all agree and none is excluded."""
+    seen = partitions_seen_by_each_broker(cluster, topic)
+    views = list(seen.values())
+    # Leaders and replicas must agree; the ISR each broker reports may lag.
+    placement = [{p: v[:2] for p, v in view.items()} for view in views]
+    if len(views[0]) != partitions or any(v != placement[0] for v in placement):
+        return None
+    if any(leader <= 0 or leader in exclude for leader, _, _ in views[0].values()):
+        return None
+    return views[0]
+
+
+@pytest.fixture
+def three(tmp_path):
+    c = Cluster(tmp_path).start()
+    yield c
+    c.stop()
+
+
+def test_partitions_live_on_their_replicas_and_every_broker_names_their_leaders(three):
+    cluster = three
+    for topic, rf in (("audit.rf1", 1), ("audit.rf2", 2)):
+        cluster.create_topic(topic, 6, rf=rf)
+        view = None
+
+        def agreed():
+            nonlocal view
+            view = agreed_leaders(cluster, topic, 6)
+            return view is not None
+
+        wait_until(f"every broker to name the same leaders of {topic}", agreed, timeout_s=30)
+        for p, (leader, replicas, isr) in view.items():
+            assert len(replicas) == rf, (topic, p, replicas)
+            assert leader in replicas, (topic, p, leader, replicas)
+            assert leader in isr
+            # The log exists on the replicas only.
+            for node, b in cluster.brokers.items():
+                assert (b.data_dir / f"{topic}-{p}").is_dir() == (node in replicas), (topic, p, node)
+        # Preferred leaders spread over the brokers.
+        assert len({leader for leader, _, _ in view.values()}) == 3
+
+        # Records go to every partition through any bootstrap broker and come back.
+        producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
+                             "enable.idempotence": True})
+        for p in range(6):
+            for i in range(20):
+                producer.produce(topic, value=f"{p}-{i}".encode(), partition=p)
+        assert producer.flush(30) == 0
+        consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"g-{topic}",
+                             "auto.offset.reset": "earliest"})
+        consumer.subscribe([topic])
+        got = set()
+        deadline = time.monotonic() + 30
+        while len(got) < 120 and time.monotonic() < deadline:
+            m = consumer.poll(0.5)
+            if m is not None and not m.error():
+                got.add(m.value().decode())
+        consumer.commit(asynchronous=False)
+        committed = consumer.committed([TopicPartition(topic, p) for p in range(6)], timeout=10)
+        ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(6)]
+        consumer.close()
+        assert len(got) == 120, f"{topic}: consumed {len(got)} of 120"
+        # Committed at the end of each log (which starts with Raft's own entries).
+        assert [tp.offset for tp in committed] == ends, (committed, ends)
+
+
+@pytest.fixture
+def four(tmp_path):
+    c = Cluster(tmp_path, size=4).start()
+    yield c
+    c.stop()
+
+
+def test_four_brokers_rf3_kill_9_of_a_leader_every_broker_follows_the_new_leaders(four):
+    cluster, topic, partitions = four, "orders", 4
+    cluster.create_topic(topic, partitions, rf=3)
+    wait_until("the brokers to agree on the leaders",
+               lambda: agreed_leaders(cluster, topic, partitions) is not None, timeout_s=30)
+    work = QueueWorkload(cluster, topic).start()
+    time.sleep(3)
+    victim = cluster.busiest_leader(topic)
+    cluster.brokers[victim].kill()
+    killed_at = time.monotonic()
+    view = None
+
+    def moved():
+        nonlocal view
+        view = agreed_leaders(cluster, topic, partitions, exclude=(victim,))
+        return view is not None
+
+    # The broker that hosts none of the victim's partitions learns the new leaders
+    # from what they publish.
+    wait_until("every live broker to name leaders other than the killed one", moved, timeout_s=30)
+    print(f"all brokers agreed on new leaders {time.monotonic() - killed_at:.1f}s after kill -9 of {victim}")
+    for leader, replicas, isr in view.values():
+        assert leader in replicas and leader != victim
+    acked = len(work.acked)
+    wait_until("writes to continue after the kill", lambda: len(work.acked) > acked + 200, timeout_s=30)
+    work.stop_producers()
+    work.wait_consumed()
+    work.check(partitions)
