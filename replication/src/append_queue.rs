@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::error;
 
-use crate::replica::{AppendInfo, Replica};
+use crate::replica::{Acks, AppendInfo, Replica};
 use crate::ReplicaError;
 
 /// Batches a partition's queue holds before `enqueue` waits.
@@ -36,6 +36,7 @@ pub(crate) struct Queued {
     batch: Bytes,
     now_ms: i64,
     done: Done,
+    acks: Acks,
 }
 
 /// Resolves once its batch is appended (or refused).
@@ -75,6 +76,7 @@ impl AppendQueue {
         partition: &str,
         batch: Bytes,
         now_ms: i64,
+        acks: Acks,
     ) -> Result<AppendTicket, ReplicaError> {
         let (done, rx) = oneshot::channel();
         let closed = || ReplicaError::ShuttingDown {
@@ -85,6 +87,7 @@ impl AppendQueue {
                 batch,
                 now_ms,
                 done,
+                acks,
             })
             .await
             .map_err(|_| closed())?;
@@ -100,12 +103,14 @@ impl AppendQueue {
         partition: &str,
         batch: Bytes,
         now_ms: i64,
+        acks: Acks,
     ) -> Result<Option<AppendTicket>, ReplicaError> {
         let (done, rx) = oneshot::channel();
         match self.tx.try_send(Queued {
             batch,
             now_ms,
             done,
+            acks,
         }) {
             Ok(()) => Ok(Some(AppendTicket {
                 partition: partition.to_string(),
@@ -129,7 +134,10 @@ async fn run(replica: Weak<Replica>, mut rx: mpsc::Receiver<Queued>, io: Arc<Sem
         let queued = std::mem::take(&mut group);
         if let Some(raft) = r.raft() {
             // Replicated: the group is one Raft proposal.
-            let group = queued.into_iter().map(|q| (q.batch, q.done)).collect();
+            let group = queued
+                .into_iter()
+                .map(|q| (q.batch, q.done, q.acks == Acks::Leader))
+                .collect();
             crate::proposal::propose(&r, raft, group).await;
             continue;
         }

@@ -37,7 +37,8 @@ pub async fn start_group(
             r.advance_high_watermark(high_watermark);
         }
     });
-    let store = PartitionLogStore::new(Arc::clone(&log), replica.flusher());
+    let store = PartitionLogStore::new(Arc::clone(&log), replica.flusher())
+        .with_append_notices(Arc::clone(replica.append_notices()));
     let mut sm = PartitionStateMachine::open(log, Some(hook)).map_err(|e| failed(e.to_string()))?;
     if let Some(apply) = apply {
         sm = sm.with_apply_hook(apply);

@@ -31,6 +31,25 @@ use crate::ReplicaError;
 
 type Done = oneshot::Sender<Result<AppendInfo, ReplicaError>>;
 
+/// A batch's answer, taken by whichever comes first: the leader's append (for
+/// acks=1) or the end of its proposal.
+type Reply = Arc<Mutex<Option<Done>>>;
+
+fn answer(reply: &Reply, result: Result<AppendInfo, ReplicaError>) {
+    if let Some(done) = reply.lock().take() {
+        let _ = done.send(result);
+    }
+}
+
+/// A proposed batch waiting for its outcome.
+struct Waiting {
+    reply: Reply,
+    /// An idempotent producer's batch: settled in the in-flight bookkeeping.
+    producer: Option<i64>,
+    /// The batch, while an acks=1 notice waits for its append.
+    noticed: Option<Bytes>,
+}
+
 /// A producer's batches proposed and not yet committed.
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
@@ -144,12 +163,17 @@ fn not_leader(replica: &Replica, leader: Option<u64>) -> ReplicaError {
     }
 }
 
-/// Proposes a group of queued batches; every `done` is answered, now or from the
-/// task that waits for the commits.
-pub(crate) async fn propose(replica: &Arc<Replica>, raft: &RaftNode, group: Vec<(Bytes, Done)>) {
+/// Proposes a group of queued batches; every `done` is answered, now, once the
+/// leader appended it (`on_append`, acks=1) or from the task that waits for the
+/// commits.
+pub(crate) async fn propose(
+    replica: &Arc<Replica>,
+    raft: &RaftNode,
+    group: Vec<(Bytes, Done, bool)>,
+) {
     if !replica.is_leader() {
         let leader = replica.leader();
-        for (_, done) in group {
+        for (_, done, _) in group {
             let _ = done.send(Err(not_leader(replica, leader)));
         }
         return;
@@ -161,7 +185,7 @@ pub(crate) async fn propose(replica: &Arc<Replica>, raft: &RaftNode, group: Vec<
             Ok(p) => p,
             Err(e) => {
                 let reason = e.to_string();
-                for (_, done) in group {
+                for (_, done, _) in group {
                     let _ = done.send(Err(ReplicaError::Offline {
                         partition: replica.name().to_string(),
                         reason: reason.clone(),
@@ -171,11 +195,16 @@ pub(crate) async fn propose(replica: &Arc<Replica>, raft: &RaftNode, group: Vec<
             }
         };
         let mut in_flight = replica.proposals().producers.lock();
-        for (batch, done) in group {
+        for (batch, done, on_append) in group {
             match admit(replica, &partition, &mut in_flight, &batch) {
                 Ok(Admission::Propose(producer)) => {
+                    let noticed = on_append.then(|| batch.clone());
                     batches.push(ProducerBatch(batch));
-                    waiting.push((done, producer));
+                    waiting.push(Waiting {
+                        reply: Arc::new(Mutex::new(Some(done))),
+                        producer,
+                        noticed,
+                    });
                 }
                 Ok(Admission::Answer(info)) => {
                     let _ = done.send(Ok(info));
@@ -189,17 +218,50 @@ pub(crate) async fn propose(replica: &Arc<Replica>, raft: &RaftNode, group: Vec<
     if batches.is_empty() {
         return;
     }
+    let notices = Arc::clone(replica.append_notices());
+    let on_append: Vec<_> = waiting
+        .iter()
+        .filter_map(|w| {
+            let batch = w.noticed.as_ref()?;
+            Some((notices.register(batch), Arc::clone(&w.reply)))
+        })
+        .collect();
+    if !on_append.is_empty() {
+        // Appends happen in proposal order: the notices are awaited in it. A
+        // batch never appended has its notice dropped when its proposal ends.
+        let replica = Arc::clone(replica);
+        tokio::spawn(async move {
+            for (appended, reply) in on_append {
+                if let Ok((base_offset, last_offset)) = appended.await {
+                    answer(
+                        &reply,
+                        Ok(AppendInfo {
+                            base_offset,
+                            last_offset,
+                            log_start_offset: replica.log_start_offset(),
+                        }),
+                    );
+                }
+            }
+        });
+    }
     let results = match raft.client_write_many(batches).await {
         Ok(stream) => stream,
         Err(fatal) => {
-            for (done, producer) in waiting {
-                if let Some(p) = producer {
+            for w in waiting {
+                if let Some(batch) = &w.noticed {
+                    notices.forget(batch);
+                }
+                if let Some(p) = w.producer {
                     replica.proposals().settle(p, false);
                 }
-                let _ = done.send(Err(ReplicaError::Raft {
-                    partition: replica.name().to_string(),
-                    reason: fatal.to_string(),
-                }));
+                answer(
+                    &w.reply,
+                    Err(ReplicaError::Raft {
+                        partition: replica.name().to_string(),
+                        reason: fatal.to_string(),
+                    }),
+                );
             }
             return;
         }
@@ -207,7 +269,7 @@ pub(crate) async fn propose(replica: &Arc<Replica>, raft: &RaftNode, group: Vec<
     let replica = Arc::clone(replica);
     tokio::spawn(async move {
         let mut results = results;
-        for (done, producer) in waiting {
+        for w in waiting {
             let result = match results.next().await {
                 Some(Ok(Ok(written))) => Ok(AppendInfo {
                     base_offset: written.response.base_offset,
@@ -230,10 +292,13 @@ pub(crate) async fn propose(replica: &Arc<Replica>, raft: &RaftNode, group: Vec<
                     reason: "the write's outcome is unknown".into(),
                 }),
             };
-            if let Some(p) = producer {
+            if let Some(batch) = &w.noticed {
+                notices.forget(batch);
+            }
+            if let Some(p) = w.producer {
                 replica.proposals().settle(p, result.is_ok());
             }
-            let _ = done.send(result);
+            answer(&w.reply, result);
         }
     });
 }

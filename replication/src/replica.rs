@@ -174,6 +174,7 @@ pub struct Replica {
     raft: OnceLock<RaftNode>,
     snapshots: OnceLock<SnapshotRequests>,
     proposals: Proposals,
+    notices: Arc<crate::raft::AppendNotices>,
 }
 
 impl Replica {
@@ -225,6 +226,7 @@ impl Replica {
             raft: OnceLock::new(),
             snapshots: OnceLock::new(),
             proposals: Proposals::default(),
+            notices: Arc::default(),
         })
     }
 
@@ -367,6 +369,11 @@ impl Replica {
         matched.is_some() && matched == m.last_log_index
     }
 
+    /// Proposers of acks=1 batches waiting for this replica's log store.
+    pub(crate) fn append_notices(&self) -> &Arc<crate::raft::AppendNotices> {
+        &self.notices
+    }
+
     pub(crate) fn proposals(&self) -> &Proposals {
         &self.proposals
     }
@@ -462,15 +469,18 @@ impl Replica {
     }
 
     /// Queues a validated batch for the partition's append task, waiting while the
-    /// queue is full; the ticket resolves once the batch is appended (acks=1).
-    /// Batches of one caller are appended in the order they were queued.
+    /// queue is full; the ticket resolves once the batch is appended (acks=1) or,
+    /// on a replicated partition with `acks` other than [`Acks::Leader`], once it
+    /// is committed. Batches of one caller are appended in the order they were
+    /// queued.
     pub async fn enqueue(
         self: &Arc<Self>,
         batch: Bytes,
         now_ms: i64,
+        acks: Acks,
     ) -> Result<AppendTicket, ReplicaError> {
         self.check_online()?;
-        self.queue().enqueue(&self.name, batch, now_ms).await
+        self.queue().enqueue(&self.name, batch, now_ms, acks).await
     }
 
     /// Queues a batch without waiting; `None` when the queue is full.
@@ -480,7 +490,8 @@ impl Replica {
         now_ms: i64,
     ) -> Result<Option<AppendTicket>, ReplicaError> {
         self.check_online()?;
-        self.queue().try_enqueue(&self.name, batch, now_ms)
+        self.queue()
+            .try_enqueue(&self.name, batch, now_ms, Acks::All)
     }
 
     /// Whether a group of `bytes` may be appended on the calling (async) thread:

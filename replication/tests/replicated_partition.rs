@@ -16,7 +16,7 @@ use sluice_replication::raft::RaftNode;
 use sluice_replication::transport::network::{serve, GroupNetwork};
 use sluice_replication::transport::{Handler, Transport};
 use sluice_replication::{
-    initialize_if_pristine, start_group, Commits, Flusher, HighWatermarkSource, Replica,
+    initialize_if_pristine, start_group, Acks, Commits, Flusher, HighWatermarkSource, Replica,
     ReplicaContext, ReplicaError,
 };
 use sluice_storage::{LogConfig, Offset};
@@ -134,7 +134,7 @@ async fn write(
     seq: i32,
 ) -> Result<sluice_replication::AppendInfo, ReplicaError> {
     replica
-        .enqueue(batch(seq), 1)
+        .enqueue(batch(seq), 1, Acks::All)
         .await
         .expect("queued")
         .appended()
@@ -197,7 +197,7 @@ async fn a_replicated_partition_answers_at_commit_and_keeps_replicas_identical()
     // A follower refuses and names the leader.
     let refused = follower
         .replica
-        .enqueue(batch(0), 1)
+        .enqueue(batch(0), 1, Acks::All)
         .await
         .expect("queued")
         .appended()
@@ -212,7 +212,7 @@ async fn a_replicated_partition_answers_at_commit_and_keeps_replicas_identical()
     for seq in 0..40 {
         let ticket = brokers[l]
             .replica
-            .enqueue(batch(seq), 1)
+            .enqueue(batch(seq), 1, Acks::All)
             .await
             .expect("queued");
         tickets.push(ticket);
@@ -354,4 +354,52 @@ async fn a_replica_behind_the_log_start_installs_the_snapshot_and_replicates_the
             .all(|b| b.replica.high_watermark() > more.last_offset)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_1_is_answered_at_the_leaders_append_and_acks_all_only_at_commit() {
+    let brokers = cluster().await;
+    let l = leader(&brokers).await;
+    let leader = &brokers[l];
+    // A committed write first: the leader has just heard from a majority.
+    write(&leader.replica, 0)
+        .await
+        .expect("first write committed");
+    for (i, b) in brokers.iter().enumerate() {
+        if i != l {
+            b.raft.shutdown().await.expect("follower stops");
+        }
+    }
+    // No majority any more: nothing commits, but the leader still appends.
+    let one = leader
+        .replica
+        .enqueue(batch(1), 1, Acks::Leader)
+        .await
+        .expect("queued");
+    let all = leader
+        .replica
+        .enqueue(batch(2), 1, Acks::All)
+        .await
+        .expect("queued");
+    let info = tokio::time::timeout(Duration::from_secs(5), one.appended())
+        .await
+        .expect("acks=1 answered without a majority")
+        .expect("acks=1 appended");
+    assert!(
+        leader.replica.high_watermark() <= info.base_offset,
+        "the acks=1 batch was committed after all: it proves nothing"
+    );
+    let stored = entries_from(leader, info.base_offset);
+    assert!(
+        stored
+            .first()
+            .is_some_and(|(o, _)| *o == info.base_offset.0),
+        "the answered offset {} is not in the leader's log",
+        info.base_offset
+    );
+    let all = tokio::time::timeout(Duration::from_secs(1), all.appended()).await;
+    assert!(
+        !matches!(all, Ok(Ok(_))),
+        "acks=all answered success without a majority"
+    );
 }

@@ -422,7 +422,10 @@ pub async fn enqueue(prepared: PreparedProduce) -> PendingProduce {
                     log_append_time_ms,
                 } => (index, replica, batch, log_append_time_ms),
             };
-            match replica.enqueue(batch, now_ms).await {
+            match replica
+                .enqueue(batch, now_ms, acks.unwrap_or(Acks::All))
+                .await
+            {
                 Ok(ticket) => outcomes.push(Outcome {
                     response: PartitionProduceResponse::default()
                         .with_index(index)

@@ -25,6 +25,7 @@ use sluice_protocol::types::Offset;
 use sluice_storage::{Log, LogStart, StorageError, VoteRecord};
 
 use super::codec::{decode, encode, epoch_of, term_of};
+use super::notices::AppendNotices;
 use super::{log_id, Entry, PartitionRaft, RaftLogId};
 use crate::flusher::{FlushRequest, Flusher};
 use crate::partition::Partition;
@@ -146,11 +147,22 @@ fn read_entries(log: &SharedLog, start: u64, end: u64) -> io::Result<Vec<Entry>>
 pub struct PartitionLogStore {
     log: SharedLog,
     flusher: Arc<Flusher>,
+    notices: Option<Arc<AppendNotices>>,
 }
 
 impl PartitionLogStore {
     pub fn new(log: SharedLog, flusher: Arc<Flusher>) -> Self {
-        PartitionLogStore { log, flusher }
+        PartitionLogStore {
+            log,
+            flusher,
+            notices: None,
+        }
+    }
+
+    /// Tells proposers waiting in `notices` where their batches were appended.
+    pub fn with_append_notices(mut self, notices: Arc<AppendNotices>) -> Self {
+        self.notices = Some(notices);
+        self
     }
 
     pub fn log(&self) -> &SharedLog {
@@ -159,7 +171,12 @@ impl PartitionLogStore {
 
     /// Appends one entry at the log end. An empty log takes its first entry at any
     /// index at or after its next one (a log that starts where a snapshot ended).
-    fn append_one(log: &mut Partition, entry: &Entry, now_ms: i64) -> io::Result<()> {
+    fn append_one(
+        log: &mut Partition,
+        entry: &Entry,
+        now_ms: i64,
+        notices: Option<&AppendNotices>,
+    ) -> io::Result<()> {
         let id = entry.log_id();
         let next = log.next_entry_index();
         if id.index != next {
@@ -184,7 +201,7 @@ impl PartitionLogStore {
             EntryPayload::Normal(_) => BatchView::parse(&batch).ok().map(|v| v.base_offset()),
             _ => None,
         };
-        let (base, _) = log.append(&batch, epoch, now_ms).map_err(io_error)?;
+        let (base, last) = log.append(&batch, epoch, now_ms).map_err(io_error)?;
         if let Some(claimed) = claimed.filter(|c| *c != Offset(0)) {
             if claimed != base {
                 // The entry is stored; refusing it stops this group, which is what a
@@ -194,6 +211,9 @@ impl PartitionLogStore {
                     id.index
                 )));
             }
+        }
+        if let (Some(notices), EntryPayload::Normal(b)) = (notices, &entry.payload) {
+            notices.appended(&b.0, base, last);
         }
         Ok(())
     }
@@ -321,9 +341,10 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
     {
         let now = now_ms();
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let notices = self.notices.clone();
         let target = on_log(&self.log, move |log| {
             for entry in &entries {
-                Self::append_one(log, entry, now)?;
+                Self::append_one(log, entry, now, notices.as_deref())?;
             }
             Ok(log.log_mut().sync_target())
         })

@@ -13,6 +13,7 @@
 
 pub(crate) mod codec;
 mod log_store;
+mod notices;
 mod state_machine;
 
 use std::fmt;
@@ -24,6 +25,7 @@ use sluice_protocol::types::Offset;
 
 pub use codec::{decode, encode, epoch_of, term_of, CONTROL_RAFT_BLANK, CONTROL_RAFT_MEMBERSHIP};
 pub use log_store::{PartitionLogReader, PartitionLogStore, SharedLog};
+pub use notices::AppendNotices;
 pub use state_machine::{
     ApplyHook, CommitHook, PartitionSnapshotBuilder, PartitionStateMachine, SnapshotRequests,
 };
