@@ -356,15 +356,14 @@ async fn a_replica_behind_the_log_start_installs_the_snapshot_and_replicates_the
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acks_1_is_answered_at_the_leaders_append_and_acks_all_only_at_commit() {
+/// One try of the acks=1 test; `None` when the leader lost leadership before
+/// the acks=1 batch was proposed (a loaded machine), which proves nothing.
+async fn acks_1_without_a_majority() -> Option<()> {
     let brokers = cluster().await;
-    let l = leader(&brokers).await;
-    let leader = &brokers[l];
     // A committed write first: the leader has just heard from a majority.
-    write(&leader.replica, 0)
-        .await
-        .expect("first write committed");
+    write_to_leader(&brokers, &[0, 1, 2], 0).await;
+    let l = brokers.iter().position(|b| b.replica.is_leader())?;
+    let leader = &brokers[l];
     for (i, b) in brokers.iter().enumerate() {
         if i != l {
             b.raft.shutdown().await.expect("follower stops");
@@ -381,10 +380,14 @@ async fn acks_1_is_answered_at_the_leaders_append_and_acks_all_only_at_commit() 
         .enqueue(batch(2), 1, Acks::All)
         .await
         .expect("queued");
-    let info = tokio::time::timeout(Duration::from_secs(5), one.appended())
+    let info = match tokio::time::timeout(Duration::from_secs(5), one.appended())
         .await
         .expect("acks=1 answered without a majority")
-        .expect("acks=1 appended");
+    {
+        Ok(info) => info,
+        Err(ReplicaError::NotLeader { .. }) => return None,
+        Err(e) => panic!("acks=1 refused: {e}"),
+    };
     assert!(
         leader.replica.high_watermark() <= info.base_offset,
         "the acks=1 batch was committed after all: it proves nothing"
@@ -402,4 +405,15 @@ async fn acks_1_is_answered_at_the_leaders_append_and_acks_all_only_at_commit() 
         !matches!(all, Ok(Ok(_))),
         "acks=all answered success without a majority"
     );
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_1_is_answered_at_the_leaders_append_and_acks_all_only_at_commit() {
+    for _ in 0..3 {
+        if acks_1_without_a_majority().await.is_some() {
+            return;
+        }
+    }
+    panic!("leadership was lost before the acks=1 batch in three tries");
 }
