@@ -98,9 +98,7 @@ async fn reconcile(broker: &Arc<Broker>, controller: &Arc<Controller>) {
 fn note_published_leaders(topic: &Topic, wanted: &TopicImage) {
     for (partition, image) in topic.partitions.iter().zip(&wanted.partitions) {
         if let Partition::Elsewhere(remote) = partition {
-            if remote.published() != image.leader {
-                remote.set_published(image.leader.clone());
-            }
+            remote.set_published(image.leader.clone());
         }
     }
 }

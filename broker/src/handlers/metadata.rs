@@ -177,6 +177,28 @@ fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
         .with_partitions(partitions)
 }
 
+/// Whether broker `id` is this one or connected to it.
+fn reachable(broker: &Broker, id: i32) -> bool {
+    id == broker.node_id()
+        || broker
+            .controller()
+            .is_some_and(|c| c.transport().is_connected(id as u64))
+}
+
+fn ids(brokers: &[i32]) -> Vec<BrokerId> {
+    brokers.iter().map(|r| BrokerId(*r)).collect()
+}
+
+/// The replicas of a partition this broker is not in touch with.
+fn offline(broker: &Broker, replicas: &[i32]) -> Vec<BrokerId> {
+    let out: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|r| !reachable(broker, *r))
+        .collect();
+    ids(&out)
+}
+
 /// A partition this broker does not host: the leadership its leader published,
 /// while this broker is in touch with that leader.
 fn describe_remote(
@@ -185,19 +207,11 @@ fn describe_remote(
     remote: &RemotePartition,
     replicas: &[i32],
 ) -> MetadataResponsePartition {
-    let ids = |v: &[i32]| v.iter().map(|r| BrokerId(*r)).collect::<Vec<_>>();
-    let transport = broker.controller().map(|c| c.transport());
-    let reachable = |r: i32| transport.is_some_and(|t| t.is_connected(r as u64));
-    let offline: Vec<i32> = replicas
-        .iter()
-        .copied()
-        .filter(|r| !reachable(*r))
-        .collect();
     let partition = MetadataResponsePartition::default()
         .with_partition_index(index as i32)
         .with_replica_nodes(ids(replicas))
-        .with_offline_replicas(ids(&offline));
-    match remote.published().filter(|p| reachable(p.leader)) {
+        .with_offline_replicas(offline(broker, replicas));
+    match remote.published().filter(|p| reachable(broker, p.leader)) {
         Some(p) => partition
             .with_leader_id(BrokerId(p.leader))
             .with_leader_epoch(p.epoch)
@@ -218,7 +232,6 @@ fn describe_replicated(
     replicas: &[i32],
     lag_max: Duration,
 ) -> MetadataResponsePartition {
-    let ids = |v: &[i32]| v.iter().map(|r| BrokerId(*r)).collect::<Vec<_>>();
     let partition = MetadataResponsePartition::default()
         .with_partition_index(index as i32)
         .with_leader_epoch(replica.leader_epoch().0)
@@ -232,25 +245,14 @@ fn describe_replicated(
     };
     let isr: Vec<i32> = match replica.in_sync_replicas(lag_max) {
         Some(isr) => isr.into_iter().map(|r| r as i32).collect(),
-        None => {
-            let transport = broker.controller().map(|c| c.transport());
-            replicas
-                .iter()
-                .copied()
-                .filter(|r| {
-                    *r == broker.node_id() || transport.is_some_and(|t| t.is_connected(*r as u64))
-                })
-                .collect()
-        }
+        None => replicas
+            .iter()
+            .copied()
+            .filter(|r| reachable(broker, *r))
+            .collect(),
     };
-    let transport = broker.controller().map(|c| c.transport());
-    let offline: Vec<i32> = replicas
-        .iter()
-        .copied()
-        .filter(|r| *r != broker.node_id() && !transport.is_some_and(|t| t.is_connected(*r as u64)))
-        .collect();
     partition
         .with_leader_id(BrokerId(leader))
         .with_isr_nodes(ids(&isr))
-        .with_offline_replicas(ids(&offline))
+        .with_offline_replicas(offline(broker, replicas))
 }
