@@ -78,6 +78,16 @@ def test_partitions_live_on_their_replicas_and_every_broker_names_their_leaders(
         # Preferred leaders (first replicas) spread over the brokers.
         assert len({replicas[0] for _, replicas, _ in view.values()}) == 3
 
+        # Leadership settles on the preferred replicas (moved there within a
+        # rebalance interval); a move later would add the new leader's Raft entry
+        # past the data and make the end-of-log check below meaningless.
+        def on_preferred():
+            nonlocal view
+            view = agreed_leaders(cluster, topic, 6)
+            return view is not None and all(l == r[0] for l, r, _ in view.values())
+
+        wait_until(f"leaders of {topic} on their preferred replicas", on_preferred, timeout_s=40)
+
         # Records go to every partition through any bootstrap broker and come back.
         producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
                              "enable.idempotence": True})

@@ -4,7 +4,10 @@
 # CPU of one broker holding 300 partition replicas, kill -9 of a leader to the next
 # acknowledged produce, and the catch-up of a wiped broker. Needs tests/setup.sh
 # (venv, Kafka tools) and a release build; SLUICE_BIN overrides the binary.
+# Arguments name the parts to run (perf idle failover); none runs all three.
 set -u
+PARTS=${*:-perf idle failover}
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 BIN=${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}
@@ -37,6 +40,7 @@ for t in names:
 PY
 }
 
+if want perf; then
 B=39092; BS=127.0.0.1:$B,127.0.0.1:$((B+1)),127.0.0.1:$((B+2)); D=$WORK/perf
 cluster $B "$D"
 topics "$BS" 3 perf perf-rate rdk rdk-rate
@@ -48,16 +52,20 @@ echo "== kafka-producer-perf-test, 10,000 msg/s, 300k"; perf perf-rate 300000 10
 echo "== librdkafka, full speed, 500k"; "$PY" bench/cluster/rdk_perf.py "$BS" rdk 500000 1024 0
 echo "== librdkafka, 10,000 msg/s, 200k"; "$PY" bench/cluster/rdk_perf.py "$BS" rdk-rate 200000 1024 10000
 stop_all
+fi
 
+if want idle; then
 B=49092; BS=127.0.0.1:$B,127.0.0.1:$((B+1)),127.0.0.1:$((B+2)); D=$WORK/idle
 cluster $B "$D"
 topics "$BS" 10 $(for i in $(seq 0 29); do echo idle-$i; done)
 sleep 20
 PID=$(pgrep -f "serve --node-id 2 .*$D" | head -1)
 t1=$(awk '{print $14+$15}' /proc/$PID/stat); sleep 30; t2=$(awk '{print $14+$15}' /proc/$PID/stat)
-echo "== idle CPU of one broker with 300 partition replicas: $(( (t2 - t1) / 30 ))% of a core"
+echo "== idle CPU of one broker with 300 partition replicas: $(awk -v d=$((t2 - t1)) 'BEGIN {printf "%.1f", d / 30}')% of a core"
 stop_all
+fi
 
+if want failover; then
 B=59092; BS=127.0.0.1:$B,127.0.0.1:$((B+1)),127.0.0.1:$((B+2)); D=$WORK/failover
 cluster $B "$D"
 echo "== kill -9 of a leader"; "$PY" bench/cluster/failover.py "$BS" 2>&1 | grep -v '^%'
@@ -91,3 +99,4 @@ while [ "$(size node-3)" -lt "$T" ]; do sleep 0.2; done
 t1=$(date +%s.%N)
 echo "== wiped broker caught up $T bytes in $(echo "$t1 - $t0" | bc) s ($(echo "scale=1; $T / ($t1 - $t0) / 1000000" | bc) MB/s, from process start)"
 stop_all
+fi

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sluice_replication::quiet;
 use sluice_replication::transport::Transport;
 use sluice_replication::{
     CommitSignal, Commits, Flusher, HighWatermarkSource, Replica, ReplicaContext,
@@ -133,14 +134,19 @@ impl Broker {
             ));
         }
         let controller = Controller::start(&self.config, Arc::clone(&transport), replica).await?;
-        self.raft_groups.insert(
-            CONTROLLER_GROUP,
-            METADATA_PARTITION,
-            controller.raft().clone(),
-        );
+        self.raft_groups
+            .insert(CONTROLLER_GROUP, controller.replica());
         self.raft_groups.set_controller(&controller);
         let _ = self.controller.set(Arc::clone(&controller));
         transport.start(raft_listener);
+        let heartbeat = Duration::from_millis(self.config.cluster.raft_heartbeat_interval_ms);
+        transport.keep_alive(heartbeat);
+        let groups = Arc::clone(&self.raft_groups);
+        tokio::spawn(quiet::run(
+            move || groups.quiet_groups(),
+            heartbeat,
+            quiet::QuietTimes::default(),
+        ));
         tokio::spawn(reset_backoff_on_reconnect(
             Arc::clone(self),
             transport.connections(),
@@ -208,7 +214,8 @@ impl Broker {
 }
 
 /// A peer came (back): every group retries it now instead of waiting out the
-/// backoff its replication entered while the peer was unreachable.
+/// backoff its replication entered while the peer was unreachable (quiet
+/// leaders wake in their next watch).
 async fn reset_backoff_on_reconnect(broker: Arc<Broker>, mut connections: watch::Receiver<u64>) {
     while connections.changed().await.is_ok() {
         for raft in broker.raft_groups.all() {

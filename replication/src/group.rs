@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use openraft::Raft;
 
+use crate::quiet::Quiet;
 use crate::raft::{ApplyHook, CommitHook, PartitionLogStore, PartitionStateMachine, RaftNode};
 use crate::replica::Replica;
 use crate::transport::network::GroupNetwork;
@@ -44,10 +45,12 @@ pub async fn start_group(
         sm = sm.with_apply_hook(apply);
     }
     let snapshots = sm.snapshot_requests();
+    let (transport, group) = (Arc::clone(network.transport()), network.group());
     let raft = Raft::new(node, config, network, store, sm)
         .await
         .map_err(|e| failed(e.to_string()))?;
-    replica.attach_raft(raft.clone(), snapshots);
+    let quiet = Quiet::new(raft.clone(), transport, group);
+    replica.attach_raft(raft.clone(), snapshots, quiet);
     Ok(raft)
 }
 

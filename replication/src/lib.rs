@@ -7,7 +7,8 @@
 //! the partition's openraft log store and state machine over the same log;
 //! [`start_group`] starts a partition's Raft group, after which queued batches are
 //! proposals to it (`proposal.rs`) answered at commit. [`transport`] carries every
-//! group's messages between brokers.
+//! group's messages between brokers; [`quiet`] stops the timers of groups with
+//! nothing to replicate.
 //!
 //! ```text
 //!  enqueue(batch) ─► bounded per-partition queue ─► ticket
@@ -26,6 +27,7 @@ mod flusher;
 mod group;
 mod partition;
 mod proposal;
+pub mod quiet;
 pub mod raft;
 mod replica;
 pub mod transport;

@@ -245,6 +245,8 @@ pub(crate) async fn propose(
             }
         });
     }
+    // A quiet group's leader starts its timers; the appends wake the followers.
+    replica.wake();
     let results = match raft.client_write_many(batches).await {
         Ok(stream) => stream,
         Err(fatal) => {

@@ -19,6 +19,7 @@ use crate::append_queue::{AppendQueue, AppendTicket};
 use crate::flusher::{FlushRequest, Flusher};
 use crate::partition::Partition;
 use crate::proposal::Proposals;
+use crate::quiet::Quiet;
 use crate::raft::{RaftNode, SharedLog, SnapshotRequests};
 use crate::ReplicaError;
 
@@ -69,22 +70,23 @@ pub struct ReplicaContext {
     pub high_watermark: HighWatermarkSource,
 }
 
-/// Whether a leader has gone an election timeout without a majority's answer.
-fn quorum_lost(raft: &RaftNode) -> bool {
+/// Whether a leader has gone an election timeout without a majority's answer
+/// (while its group is quiet, without a majority of its brokers heard).
+fn quorum_lost(raft: &RaftNode, quiet: Option<&Arc<Quiet>>) -> bool {
     let lease = std::time::Duration::from_millis(raft.config().election_timeout_min);
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
+    let voters: std::collections::BTreeSet<u64> =
+        m.membership_config.membership().voter_ids().collect();
     // A group of one is its own quorum (nothing acknowledges it).
-    if m.membership_config
-        .membership()
-        .voter_ids()
-        .nth(1)
-        .is_none()
-    {
+    if voters.len() < 2 {
         return false;
     }
-    m.last_quorum_acked
-        .is_some_and(|at| openraft::Instant::elapsed(&at.into_inner()) > lease)
+    let answers_stale = m
+        .last_quorum_acked
+        .is_some_and(|at| openraft::Instant::elapsed(&at.into_inner()) > lease);
+    drop(m);
+    answers_stale && !quiet.is_some_and(|q| q.holds_lease(&voters, lease))
 }
 
 /// The entry whose last offset is `last`: its index and epoch (terms and offsets
@@ -172,6 +174,8 @@ pub struct Replica {
     /// The partition's Raft group, when the partition is replicated: it owns the
     /// write path and the high watermark.
     raft: OnceLock<RaftNode>,
+    /// The group's quiet state (its timers stop while it has nothing to do).
+    quiet: OnceLock<Arc<Quiet>>,
     snapshots: OnceLock<SnapshotRequests>,
     proposals: Proposals,
     notices: Arc<crate::raft::AppendNotices>,
@@ -224,6 +228,7 @@ impl Replica {
             last_compaction: Mutex::new(None),
             queue: OnceLock::new(),
             raft: OnceLock::new(),
+            quiet: OnceLock::new(),
             snapshots: OnceLock::new(),
             proposals: Proposals::default(),
             notices: Arc::default(),
@@ -232,9 +237,22 @@ impl Replica {
 
     /// Hands the write path to the partition's Raft group (once): appends become
     /// proposals and the group's commits move the high watermark.
-    pub fn attach_raft(&self, raft: RaftNode, snapshots: SnapshotRequests) {
+    pub fn attach_raft(&self, raft: RaftNode, snapshots: SnapshotRequests, quiet: Arc<Quiet>) {
         let _ = self.raft.set(raft);
         let _ = self.snapshots.set(snapshots);
+        let _ = self.quiet.set(quiet);
+    }
+
+    /// The group's quiet state, once the partition is replicated.
+    pub fn quiet(&self) -> Option<&Arc<Quiet>> {
+        self.quiet.get()
+    }
+
+    /// Starts the group's timers if it was quiet (before a write or a transfer).
+    pub fn wake(&self) {
+        if let Some(q) = self.quiet.get() {
+            q.wake();
+        }
     }
 
     /// Retention of a replicated partition: the head goes through the Raft group.
@@ -299,7 +317,7 @@ impl Replica {
     pub fn is_leader(&self) -> bool {
         match self.raft.get() {
             None => true,
-            Some(raft) => raft.as_leader().is_ok() && !quorum_lost(raft),
+            Some(raft) => raft.as_leader().is_ok() && !quorum_lost(raft, self.quiet.get()),
         }
     }
 
@@ -313,7 +331,7 @@ impl Replica {
             let m = metrics.borrow_watched();
             (m.current_leader, m.id)
         };
-        if leader == Some(id) && quorum_lost(raft) {
+        if leader == Some(id) && quorum_lost(raft, self.quiet.get()) {
             return None;
         }
         leader
@@ -325,7 +343,9 @@ impl Replica {
     }
 
     /// On the leader of a replicated partition: itself and the followers that
-    /// acknowledged its log within `lag_max` (Kafka's ISR). `None` elsewhere.
+    /// acknowledged its log within `lag_max` (Kafka's ISR); while the group is
+    /// quiet, the followers that hold the whole log and whose brokers were heard
+    /// within `lag_max`. `None` elsewhere.
     pub fn in_sync_replicas(&self, lag_max: std::time::Duration) -> Option<Vec<u64>> {
         let raft = self.raft.get()?;
         let metrics = raft.metrics();
@@ -344,7 +364,13 @@ impl Replica {
                 .and_then(|h| h.get(node))
                 .and_then(|t| t.as_ref())
                 .is_some_and(|t| openraft::Instant::elapsed(&(*t).into_inner()) <= lag_max);
-            if recent {
+            let holds_all = matched.as_ref().map(|id| id.index) == m.last_log_index;
+            let quiet_in_sync = holds_all
+                && self
+                    .quiet
+                    .get()
+                    .is_some_and(|q| q.follower_heard(*node, lag_max));
+            if recent || quiet_in_sync {
                 isr.push(*node);
             }
         }

@@ -7,16 +7,19 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use sluice_replication::quiet::Quiet;
 use sluice_replication::raft::RaftNode;
-use sluice_replication::transport::network::serve;
+use sluice_replication::transport::network::serve_replica;
 use sluice_replication::transport::Handler;
+use sluice_replication::Replica;
 
+use super::image::CONTROLLER_GROUP;
 use super::{Controller, FORWARD, WAIT_RECONCILED};
 
 #[derive(Debug, Default)]
 pub struct RaftGroups {
-    /// Group id to (partition name, node).
-    groups: RwLock<HashMap<u64, (String, RaftNode)>>,
+    /// Group id to the replica whose group it is.
+    groups: RwLock<HashMap<u64, Arc<Replica>>>,
     controller: OnceLock<Weak<Controller>>,
 }
 
@@ -25,18 +28,17 @@ impl RaftGroups {
         Arc::default()
     }
 
-    pub fn insert(&self, group: u64, partition: &str, raft: RaftNode) {
-        self.groups
-            .write()
-            .insert(group, (partition.to_string(), raft));
+    /// Registers the group of `replica` (whose Raft group is started).
+    pub fn insert(&self, group: u64, replica: &Arc<Replica>) {
+        self.groups.write().insert(group, Arc::clone(replica));
     }
 
-    pub fn remove(&self, group: u64) -> Option<RaftNode> {
-        self.groups.write().remove(&group).map(|(_, r)| r)
+    pub fn remove(&self, group: u64) -> Option<Arc<Replica>> {
+        self.groups.write().remove(&group)
     }
 
-    pub fn get(&self, group: u64) -> Option<RaftNode> {
-        self.groups.read().get(&group).map(|(_, r)| r.clone())
+    fn get(&self, group: u64) -> Option<Arc<Replica>> {
+        self.groups.read().get(&group).cloned()
     }
 
     /// The group of a partition (by its name, `topic-N`).
@@ -44,7 +46,7 @@ impl RaftGroups {
         self.groups
             .read()
             .iter()
-            .find(|(_, (name, _))| name == partition)
+            .find(|(_, r)| r.name() == partition)
             .map(|(g, _)| *g)
     }
 
@@ -52,7 +54,18 @@ impl RaftGroups {
         self.groups
             .read()
             .values()
-            .map(|(_, r)| r.clone())
+            .filter_map(|r| r.raft().cloned())
+            .collect()
+    }
+
+    /// The partition groups that may go quiet (all but the controller's, whose
+    /// leader's heartbeats every broker follows).
+    pub fn quiet_groups(&self) -> Vec<Arc<Quiet>> {
+        self.groups
+            .read()
+            .iter()
+            .filter(|(g, _)| **g != CONTROLLER_GROUP)
+            .filter_map(|(_, r)| r.quiet().cloned())
             .collect()
     }
 
@@ -63,7 +76,7 @@ impl RaftGroups {
     /// What answers the transport's requests.
     pub fn handler(self: &Arc<Self>) -> Handler {
         let groups = Arc::downgrade(self);
-        Arc::new(move |_peer, kind, group, payload: Bytes| {
+        Arc::new(move |peer, kind, group, payload: Bytes| {
             let groups = groups.upgrade();
             Box::pin(async move {
                 let groups = groups.ok_or("broker is stopping")?;
@@ -81,7 +94,7 @@ impl RaftGroups {
                         }
                     }
                     _ => match groups.get(group) {
-                        Some(raft) => serve(&raft, kind, payload).await,
+                        Some(replica) => serve_replica(&replica, peer, kind, payload).await,
                         None => Err(format!("group {group} does not run on this broker")),
                     },
                 }

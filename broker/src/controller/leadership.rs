@@ -63,6 +63,7 @@ pub async fn rebalance_loop(broker: Arc<Broker>) {
                     to = preferred,
                     "moving leadership to the preferred replica"
                 );
+                replica.wake();
                 if let Err(e) = raft.trigger().transfer_leader(target).await {
                     warn!(partition = replica.name(), error = %e, "leadership transfer failed");
                 }
@@ -111,6 +112,7 @@ pub async fn hand_over(broker: &Broker) {
         let (Some(target), Some(raft)) = (target, replica.raft()) else {
             continue;
         };
+        replica.wake();
         if raft.trigger().transfer_leader(target).await.is_ok() {
             moving.push(replica);
         }

@@ -142,9 +142,7 @@ async fn start_partition_group(
             return;
         }
     };
-    broker
-        .raft_groups
-        .insert(group, replica.name(), raft.clone());
+    broker.raft_groups.insert(group, replica);
     let members: BTreeSet<u64> = replicas.iter().map(|r| *r as u64).collect();
     if let Err(e) = initialize_if_pristine(&raft, &members).await {
         warn!(partition = replica.name(), error = %e, "cannot initialize the partition's Raft group");

@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -21,6 +22,8 @@ use super::{Handler, TransportError};
 
 /// Set on the kind of an answer.
 pub const RESPONSE: u8 = 0x80;
+/// A keep-alive request, answered by the link itself.
+pub const PING: u8 = 0x7e;
 /// Bytes of a frame header after the length.
 const HEADER_BYTES: usize = 1 + 8 + 8;
 /// Largest frame accepted (a batch may be as large as `max.message.bytes`; the
@@ -53,6 +56,13 @@ pub struct Frame {
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Bytes, TransportError>>>>>;
 
+/// Milliseconds since the first call in this process (a clock that fits an
+/// atomic).
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
 /// The sending side of a connection that is up.
 #[derive(Debug, Clone)]
 pub struct Link {
@@ -60,11 +70,19 @@ pub struct Link {
     tx: mpsc::Sender<Outgoing>,
     pending: Pending,
     next_correlation: Arc<AtomicU64>,
+    /// When a frame last arrived from the peer ([`now_ms`]).
+    heard: Arc<AtomicU64>,
 }
 
 impl Link {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// Whether the connection is up and a frame arrived within `within`.
+    pub fn heard_within(&self, within: Duration) -> bool {
+        let heard = self.heard.load(Ordering::Acquire);
+        !self.is_closed() && now_ms().saturating_sub(heard) <= within.as_millis() as u64
     }
 
     /// Resolves once the connection is gone.
@@ -131,10 +149,12 @@ where
         tx: tx.clone(),
         pending: Arc::clone(&pending),
         next_correlation: Arc::new(AtomicU64::new(1)),
+        heard: Arc::new(AtomicU64::new(now_ms())),
     };
+    let heard = Arc::clone(&link.heard);
     let write_task = tokio::spawn(write_loop(writer, rx));
     tokio::spawn(async move {
-        let result = read_loop(reader, peer, &pending, tx, handler).await;
+        let result = read_loop(reader, peer, &pending, tx, handler, &heard).await;
         if let Err(e) = result {
             debug!(peer, error = %e, "inter-broker connection closed");
         }
@@ -235,8 +255,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
     pending: &Pending,
     tx: mpsc::Sender<Outgoing>,
     handler: Handler,
+    heard: &AtomicU64,
 ) -> Result<(), TransportError> {
     while let Some(frame) = read_frame(&mut reader).await? {
+        heard.store(now_ms(), Ordering::Release);
+        if frame.kind == PING {
+            // A full queue already proves the link alive to the peer's reader.
+            let _ = tx.try_send(Outgoing {
+                kind: PING | RESPONSE,
+                group: frame.group,
+                correlation: frame.correlation,
+                payload: Bytes::from_static(&[0]),
+            });
+            continue;
+        }
         if frame.kind & RESPONSE != 0 {
             let Some(done) = pending.lock().remove(&frame.correlation) else {
                 continue; // the caller gave up

@@ -29,7 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use link::{Link, FRAME_BYTES_MAX};
+pub use link::{Link, FRAME_BYTES_MAX, PING};
 
 /// Handles a request from `peer`: (peer, kind, group, payload) to the answer's
 /// payload or an error message.
@@ -111,6 +111,43 @@ impl Transport {
     /// Whether a connection to `peer` is up.
     pub fn is_connected(&self, peer: u64) -> bool {
         self.links.lock().get(&peer).is_some_and(|l| !l.is_closed())
+    }
+
+    /// Whether a connection to `peer` is up and brought a frame within `within`
+    /// (the keep-alive sends one at least every keep-alive period).
+    pub fn heard_within(&self, peer: u64, within: Duration) -> bool {
+        self.links
+            .lock()
+            .get(&peer)
+            .is_some_and(|l| l.heard_within(within))
+    }
+
+    /// How many times a connection to a peer has come up.
+    pub fn connection_count(&self) -> u64 {
+        *self.connected.borrow()
+    }
+
+    /// Pings every connected peer each `every`, so each side hears the other at
+    /// least that often whatever its groups do (one frame per broker pair).
+    pub fn keep_alive(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(me) = weak.upgrade() else {
+                    return;
+                };
+                let links: Vec<Link> = me.links.lock().values().cloned().collect();
+                for link in links.into_iter().filter(|l| !l.is_closed()) {
+                    tokio::spawn(async move {
+                        let _ =
+                            tokio::time::timeout(every * 4, link.call(PING, 0, Bytes::new())).await;
+                    });
+                }
+            }
+        });
     }
 
     /// Accepts peers' connections and dials the peers with higher ids, until the

@@ -23,6 +23,7 @@ use openraft::{EmptyNode, Raft, RaftNetworkV2};
 use super::wire::{self, Snapshot, Vote};
 use super::{Transport, TransportError};
 use crate::raft::{PartitionRaft, PartitionStateMachine};
+use crate::Replica;
 
 /// Creates clients of one group towards its peers.
 #[derive(Debug, Clone)]
@@ -34,6 +35,14 @@ pub struct GroupNetwork {
 impl GroupNetwork {
     pub fn new(transport: Arc<Transport>, group: u64) -> Self {
         GroupNetwork { transport, group }
+    }
+
+    pub fn transport(&self) -> &Arc<Transport> {
+        &self.transport
+    }
+
+    pub fn group(&self) -> u64 {
+        self.group
     }
 }
 
@@ -162,6 +171,30 @@ impl RaftNetworkV2<PartitionRaft> for GroupClient {
             .map_err(rpc_error)?;
         wire::decode_transfer_response(answer).map_err(decode_error)
     }
+}
+
+/// Answers a peer's request for a group this broker hosts: a Raft request goes
+/// to the replica's Raft node, after which a quiet group wakes (so a follower's
+/// election timer restarts from the message); a quiet request goes to the
+/// group's quiet state.
+pub async fn serve_replica(
+    replica: &Replica,
+    from: u64,
+    kind: u8,
+    payload: Bytes,
+) -> Result<Bytes, String> {
+    let raft = replica
+        .raft()
+        .ok_or_else(|| format!("{} is not replicated here", replica.name()))?;
+    if kind == wire::QUIET {
+        return match replica.quiet() {
+            Some(quiet) => quiet.on_request(from, payload),
+            None => Ok(Bytes::from_static(&[0])),
+        };
+    }
+    let answer = serve(raft, kind, payload).await;
+    replica.wake();
+    answer
 }
 
 /// Answers a peer's Raft request of `kind` with the local node of its group.

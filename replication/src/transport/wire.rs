@@ -37,6 +37,8 @@ pub const PRE_VOTE: u8 = 2;
 pub const APPEND: u8 = 3;
 pub const SNAPSHOT: u8 = 4;
 pub const TRANSFER_LEADER: u8 = 5;
+/// A leader asks a follower to stop ticking ([`crate::quiet`]).
+pub const QUIET: u8 = 6;
 
 /// Largest snapshot payload accepted.
 const SNAPSHOT_BYTES_MAX: usize = 64 << 20;
