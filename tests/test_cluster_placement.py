@@ -113,6 +113,20 @@ def test_partitions_live_on_their_replicas_and_every_broker_names_their_leaders(
         assert [tp.offset for tp in committed] == ends, (committed, ends)
 
 
+def test_describe_cluster_and_configs_agree_on_every_broker(three):
+    from confluent_kafka.admin import ConfigResource
+
+    cluster = three
+    for node, b in cluster.brokers.items():
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        desc = admin.describe_cluster(request_timeout=30).result(30)
+        assert sorted(n.id for n in desc.nodes) == [1, 2, 3], (node, desc.nodes)
+        assert desc.controller is not None and desc.controller.id in (1, 2, 3)
+        res = ConfigResource(ConfigResource.Type.BROKER, str(node))
+        configs = admin.describe_configs([res])[res].result(30)
+        assert configs["default.replication.factor"].value == "3"
+
+
 @pytest.fixture
 def four(tmp_path):
     c = Cluster(tmp_path, size=4).start()

@@ -70,3 +70,16 @@ def test_get_offsets_earliest_latest_and_max_timestamp(broker):
     assert offsets["earliest"] == 0
     assert offsets["latest"] == 25
     assert 0 <= offsets["max-timestamp"] < 25
+
+
+def test_cluster_tool_reads_the_cluster_id_through_describe_cluster(broker):
+    # The Java admin client describes the cluster with DescribeCluster whenever the
+    # broker offers it (Metadata otherwise), so the tool runs through our handler.
+    r = kafka_tool("org.apache.kafka.tools.BrokerApiVersionsCommand",
+                   "--bootstrap-server", broker.bootstrap)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "DescribeCluster(60): 0 to 2 [usable: 2]" in r.stdout, r.stdout
+    r = kafka_tool("org.apache.kafka.tools.ClusterTool", "cluster-id",
+                   "--bootstrap-server", broker.bootstrap)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Cluster ID: sluice-cluster" in r.stdout

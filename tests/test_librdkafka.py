@@ -254,3 +254,33 @@ def test_create_partitions_grows_a_topic_and_refuses_to_shrink_it(broker, tmp_pa
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     md = admin.list_topics(topic="business.inventory.reserved", timeout=5)
     assert len(md.topics["business.inventory.reserved"].partitions) == 3
+
+
+def test_describe_configs_shows_topic_overrides_defaults_and_the_capped_replication_factor(broker):
+    from confluent_kafka.admin import ConfigResource, ConfigSource
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("orders.described", 2, 1, config={
+        "retention.ms": "86400000", "compression.type": "lz4"})])["orders.described"].result(30)
+    res = ConfigResource(ConfigResource.Type.TOPIC, "orders.described")
+    configs = admin.describe_configs([res])[res].result(30)
+    assert configs["retention.ms"].value == "86400000"
+    assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert configs["compression.type"].value == "lz4"
+    assert configs["cleanup.policy"].value == "delete"
+    assert configs["cleanup.policy"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    # One broker: the default replication factor (3) is what CreateTopics applies, 1.
+    res = ConfigResource(ConfigResource.Type.BROKER, "0")
+    configs = admin.describe_configs([res])[res].result(30)
+    assert configs["default.replication.factor"].value == "1"
+
+
+def test_describe_cluster_names_the_cluster_its_controller_and_brokers(broker):
+    # librdkafka answers describe_cluster from Metadata; the Java tools test covers
+    # the DescribeCluster API itself. Both must name the same cluster.
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    desc = admin.describe_cluster(request_timeout=30).result(30)
+    assert desc.cluster_id == "sluice-cluster"
+    assert desc.controller.id == 0
+    assert [(n.id, n.port) for n in desc.nodes] == [(0, int(broker.bootstrap.rsplit(":", 1)[1]))]

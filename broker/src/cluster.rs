@@ -370,6 +370,13 @@ impl Cluster {
     }
 
     /// Resolves CreateTopics' -1 defaults and checks a topic request without creating.
+    /// `default.replication.factor` capped to the brokers there are (one
+    /// broker: 1), as CreateTopics applies it.
+    pub fn default_replication_factor(&self) -> i16 {
+        let brokers = i16::try_from(self.broker_count()).unwrap_or(i16::MAX);
+        self.config.default_replication_factor.min(brokers)
+    }
+
     pub fn check_new_topic(
         &self,
         name: &str,
@@ -390,8 +397,7 @@ impl Cluster {
         }
         let brokers = self.broker_count() as i16;
         let rf = match replication_factor {
-            // The default is capped to the brokers there are (one broker: 1).
-            -1 => self.config.default_replication_factor.min(brokers),
+            -1 => self.default_replication_factor(),
             rf => rf,
         };
         if rf < 1 || rf > brokers {

@@ -55,10 +55,13 @@ async fn reconcile(broker: &Arc<Broker>, controller: &Arc<Controller>) {
             .filter(|i| wanted.partitions[*i].replicas.contains(&node))
             .collect();
         let opened = open_partitions(broker, name, wanted, hosted).await;
-        for (index, replica) in &opened {
+        // Groups start together: each start waits on its own syncs (vote,
+        // membership entry), which the flusher then shares.
+        futures_util::future::join_all(opened.iter().map(|(index, replica)| {
             let p = &wanted.partitions[*index];
-            start_partition_group(broker, controller, replica, p.group, &p.replicas).await;
-        }
+            start_partition_group(broker, controller, replica, p.group, &p.replicas)
+        }))
+        .await;
         let mut partitions = kept;
         let mut opened = opened.into_iter().peekable();
         for index in first..wanted.partitions.len() {

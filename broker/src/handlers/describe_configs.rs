@@ -71,7 +71,7 @@ pub fn handle(
                         ("num.partitions", c.num_partitions.to_string()),
                         (
                             "default.replication.factor",
-                            c.default_replication_factor.to_string(),
+                            broker.cluster.default_replication_factor().to_string(),
                         ),
                         (
                             "socket.request.max.bytes",

@@ -17,16 +17,28 @@ use sluice_replication::Replica;
 use crate::cluster::{validate_topic_name, Partition, RemotePartition, Topic, TopicError};
 use crate::Broker;
 
-/// The brokers clients are told about, and the controller's id.
-fn brokers(broker: &Broker) -> (Vec<MetadataResponseBroker>, i32) {
+/// A broker clients are told about: id, host, port.
+#[derive(Debug)]
+pub struct Listed {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+/// The brokers clients are told about (Metadata, DescribeCluster), and the
+/// controller's id (-1 while there is none).
+pub fn listed_brokers(broker: &Broker) -> (Vec<Listed>, i32) {
     let node = broker.node_id();
     let Some(controller) = broker.controller() else {
         let (host, port) = broker.config.advertised();
-        let me = MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
-            .with_host(str_bytes(host))
-            .with_port(port);
-        return (vec![me], node);
+        return (
+            vec![Listed {
+                id: node,
+                host,
+                port,
+            }],
+            node,
+        );
     };
     // Like Kafka's fenced brokers, a broker the majority has lost touch with is
     // left out, so clients look for coordinators and leaders among the live ones.
@@ -43,15 +55,28 @@ fn brokers(broker: &Broker) -> (Vec<MetadataResponseBroker>, i32) {
             .brokers
             .iter()
             .filter(|(id, _)| !in_majority || **id == node || transport.is_connected(**id as u64))
-            .map(|(id, b)| {
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(*id))
-                    .with_host(str_bytes(b.host.clone()))
-                    .with_port(b.port)
+            .map(|(id, b)| Listed {
+                id: *id,
+                host: b.host.clone(),
+                port: b.port,
             })
             .collect()
     });
     (brokers, controller.leader().unwrap_or(-1))
+}
+
+fn brokers(broker: &Broker) -> (Vec<MetadataResponseBroker>, i32) {
+    let (listed, controller) = listed_brokers(broker);
+    let brokers = listed
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+        })
+        .collect();
+    (brokers, controller)
 }
 
 pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {

@@ -20,6 +20,7 @@ pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
@@ -70,6 +71,7 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
     range(ApiKey::CreatePartitions, 0, 3),
+    range(ApiKey::DescribeCluster, 0, 2),
 ];
 
 /// Who sent a request: JoinGroup records it, DescribeGroups shows it.
@@ -226,6 +228,9 @@ async fn handle(
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, r, version).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, r, version))
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))
