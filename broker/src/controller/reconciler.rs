@@ -7,11 +7,16 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use sluice_replication::raft::RaftNode;
 use sluice_replication::transport::network::GroupNetwork;
 use sluice_replication::{initialize_if_pristine, start_group, Replica};
 use tracing::{error, info, warn};
 
 use super::image::TopicImage;
+
+/// Attempts of a new partition's preferred replica to be elected at once.
+const STAND_TRIES: usize = 10;
+const STAND_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 use super::Controller;
 use crate::cluster::{Partition, Topic};
 use crate::topic_config::TopicConfigs;
@@ -147,8 +152,30 @@ async fn start_partition_group(
     };
     broker.raft_groups.insert(group, replica);
     let members: BTreeSet<u64> = replicas.iter().map(|r| *r as u64).collect();
-    if let Err(e) = initialize_if_pristine(&raft, &members).await {
-        warn!(partition = replica.name(), error = %e, "cannot initialize the partition's Raft group");
+    match initialize_if_pristine(&raft, &members).await {
+        Ok(true) if replicas.first() == Some(&broker.node_id()) => {
+            tokio::spawn(stand_first(raft));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(partition = replica.name(), error = %e, "cannot initialize the partition's Raft group")
+        }
+    }
+}
+
+/// A new partition's preferred replica stands for election at once instead of
+/// after an election timeout (CreateTopics answers once its partitions have
+/// leaders). It asks with a pre-vote, which changes no term, and tries again
+/// while the other replicas are still starting their groups.
+async fn stand_first(raft: RaftNode) {
+    for _ in 0..STAND_TRIES {
+        if raft.current_leader().await.is_some() {
+            return;
+        }
+        if raft.trigger().elect(true).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(STAND_RETRY).await;
     }
 }
 
