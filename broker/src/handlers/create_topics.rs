@@ -59,6 +59,37 @@ pub async fn create(
     rf: i16,
     configs: &BTreeMap<String, String>,
 ) -> Result<(i32, TopicConfigs, Uuid), TopicError> {
+    let created = create_unled(broker, name, partitions, rf, configs).await?;
+    wait_for_leaders(broker, &[name], tokio::time::Instant::now() + LEADERS_WAIT).await;
+    Ok(created)
+}
+
+/// In a cluster, waits (until `deadline`) for every partition of `names` to
+/// have a leader (a single broker leads its partitions from the start).
+async fn wait_for_leaders(broker: &Broker, names: &[&str], deadline: tokio::time::Instant) {
+    if broker.controller().is_none() {
+        return;
+    }
+    let led = |name: &&str| {
+        broker
+            .cluster
+            .topic(name)
+            .is_some_and(|t| (0..t.partition_count()).all(|i| t.leader_of(i).is_some()))
+    };
+    while tokio::time::Instant::now() < deadline && !names.iter().all(led) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`create`] without the wait for leaders (a request creating several topics
+/// waits for all of them at once).
+async fn create_unled(
+    broker: &Arc<Broker>,
+    name: &str,
+    partitions: i32,
+    rf: i16,
+    configs: &BTreeMap<String, String>,
+) -> Result<(i32, TopicConfigs, Uuid), TopicError> {
     let Some(controller) = broker.controller() else {
         let (cluster, name, configs) = (
             Arc::clone(&broker.cluster),
@@ -88,17 +119,6 @@ pub async fn create(
         .submit(&command)
         .await
         .map_err(controller_error)?;
-    let deadline = tokio::time::Instant::now() + LEADERS_WAIT;
-    while tokio::time::Instant::now() < deadline {
-        let led = broker
-            .cluster
-            .topic(name)
-            .is_some_and(|t| (0..t.partition_count()).all(|i| t.leader_of(i).is_some()));
-        if led {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     Ok((partitions, checked, id))
 }
 
@@ -137,6 +157,7 @@ pub async fn handle(
         *seen.entry(t.name.0.to_string()).or_default() += 1;
     }
     let mut results = Vec::with_capacity(request.topics.len());
+    let mut created = Vec::new();
     for t in request.topics {
         let name = t.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(t.name.clone());
@@ -195,9 +216,11 @@ pub async fn handle(
                 .check_new_topic(&name, partitions, rf, &configs)
                 .map(|(p, _, c)| (p, c, None))
         } else {
-            create(broker, &name, partitions, rf, &configs)
-                .await
-                .map(|(p, c, id)| (p, c, Some(id)))
+            let outcome = create_unled(broker, &name, partitions, rf, &configs).await;
+            if outcome.is_ok() {
+                created.push(name.clone());
+            }
+            outcome.map(|(p, c, id)| (p, c, Some(id)))
         };
         let replication_factor = broker
             .cluster
@@ -220,6 +243,8 @@ pub async fn handle(
             Err(e) => results.push(fail(topic_error_code(&e), e.to_string())),
         }
     }
+    let names: Vec<&str> = created.iter().map(String::as_str).collect();
+    wait_for_leaders(broker, &names, tokio::time::Instant::now() + LEADERS_WAIT).await;
     CreateTopicsResponse::default().with_topics(results)
 }
 
