@@ -369,7 +369,6 @@ impl Cluster {
         self.topics.read().values().cloned().collect()
     }
 
-    /// Resolves CreateTopics' -1 defaults and checks a topic request without creating.
     /// `default.replication.factor` capped to the brokers there are (one
     /// broker: 1), as CreateTopics applies it.
     pub fn default_replication_factor(&self) -> i16 {
@@ -377,6 +376,7 @@ impl Cluster {
         self.config.default_replication_factor.min(brokers)
     }
 
+    /// Resolves CreateTopics' -1 defaults and checks a topic request without creating.
     pub fn check_new_topic(
         &self,
         name: &str,

@@ -232,21 +232,19 @@ impl Quiet {
     /// keeps its lease (it is quiet or woke within a lease, and a majority of its
     /// group's brokers were heard within the lease).
     pub fn holds_lease(&self, voters: &BTreeSet<u64>, lease: Duration) -> bool {
-        let recent = {
-            let s = self.state.lock();
-            s.asleep || s.woke_at.is_some_and(|at| at.elapsed() <= lease)
-        };
-        recent && self.majority_heard(voters, lease)
+        self.quiet_within(lease) && self.majority_heard(voters, lease)
+    }
+
+    /// Whether the group is quiet or woke within `within`.
+    fn quiet_within(&self, within: Duration) -> bool {
+        let s = self.state.lock();
+        s.asleep || s.woke_at.is_some_and(|at| at.elapsed() <= within)
     }
 
     /// Whether follower `node` counts as in sync for `lag_max` on a quiet leader
     /// (or one that woke within `lag_max`): its broker was heard within it.
     pub fn follower_heard(&self, node: u64, lag_max: Duration) -> bool {
-        let recent = {
-            let s = self.state.lock();
-            s.asleep || s.woke_at.is_some_and(|at| at.elapsed() <= lag_max)
-        };
-        recent && self.transport.heard_within(node, lag_max)
+        self.quiet_within(lag_max) && self.transport.heard_within(node, lag_max)
     }
 
     /// One pass of the broker's quiet loop: wakes a quiet group whose peers went

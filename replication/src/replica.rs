@@ -76,17 +76,25 @@ fn quorum_lost(raft: &RaftNode, quiet: Option<&Arc<Quiet>>) -> bool {
     let lease = std::time::Duration::from_millis(raft.config().election_timeout_min);
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
-    let voters: std::collections::BTreeSet<u64> =
-        m.membership_config.membership().voter_ids().collect();
     // A group of one is its own quorum (nothing acknowledges it).
-    if voters.len() < 2 {
+    if m.membership_config
+        .membership()
+        .voter_ids()
+        .nth(1)
+        .is_none()
+    {
         return false;
     }
     let answers_stale = m
         .last_quorum_acked
         .is_some_and(|at| openraft::Instant::elapsed(&at.into_inner()) > lease);
+    if !answers_stale {
+        return false;
+    }
+    let voters: std::collections::BTreeSet<u64> =
+        m.membership_config.membership().voter_ids().collect();
     drop(m);
-    answers_stale && !quiet.is_some_and(|q| q.holds_lease(&voters, lease))
+    !quiet.is_some_and(|q| q.holds_lease(&voters, lease))
 }
 
 /// The entry whose last offset is `last`: its index and epoch (terms and offsets

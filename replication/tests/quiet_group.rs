@@ -17,10 +17,14 @@ use sluice_replication::quiet::{self, QuietTimes};
 use sluice_replication::transport::network::{serve_replica, GroupNetwork};
 use sluice_replication::transport::{Handler, Transport};
 use sluice_replication::{
-    initialize_if_pristine, start_group, Acks, Commits, Flusher, HighWatermarkSource, Replica,
-    ReplicaContext, ReplicaError,
+    initialize_if_pristine, start_group, Commits, Flusher, HighWatermarkSource, Replica,
+    ReplicaContext,
 };
 use sluice_storage::LogConfig;
+
+mod common;
+
+use common::{eventually, write_through_leader};
 
 const GROUP: u64 = 9;
 const TICK: Duration = Duration::from_millis(100);
@@ -129,38 +133,25 @@ fn batch(seq: i32) -> Bytes {
     ))
 }
 
-/// Writes batch `seq` through whichever of `running` leads, retrying while
-/// leadership moves; returns the index of the broker that took it.
+/// Writes batch `seq` through whichever of `running` leads; returns the index
+/// of the broker that took it.
 async fn write_to_leader(brokers: &[Broker], running: &[usize], seq: i32) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(&i) = running.iter().find(|i| brokers[**i].replica.is_leader()) {
-            let ticket = brokers[i]
-                .replica
-                .enqueue(batch(seq), 1, Acks::All)
-                .await
-                .expect("queued");
-            match ticket.appended().await {
-                Ok(_) => return i,
-                Err(
-                    ReplicaError::NotLeader { .. }
-                    | ReplicaError::InFlightRetry { .. }
-                    | ReplicaError::Raft { .. },
-                ) => {}
-                Err(e) => panic!("batch {seq}: {e}"),
-            }
-        }
-        assert!(Instant::now() < deadline, "batch {seq} was never committed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let replicas: Vec<&Arc<Replica>> = running.iter().map(|i| &brokers[*i].replica).collect();
+    let took = write_through_leader(&replicas, batch(seq), &format!("batch {seq}")).await;
+    running[took]
 }
 
-async fn eventually(what: &str, seconds: u64, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Three brokers whose group took one write and then went quiet on every
+/// replica: the brokers, the leader's index and its term.
+async fn quiet_cluster() -> (Vec<Broker>, usize, u64) {
+    let brokers = cluster().await;
+    let l = write_to_leader(&brokers, &[0, 1, 2], 0).await;
+    eventually("the idle group never went quiet everywhere", 15, || {
+        brokers.iter().all(asleep)
+    })
+    .await;
+    let term = term(&brokers[l]);
+    (brokers, l, term)
 }
 
 fn asleep(b: &Broker) -> bool {
@@ -176,13 +167,7 @@ fn term(b: &Broker) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_group_goes_quiet_keeps_its_leader_and_wakes_for_a_write() {
-    let brokers = cluster().await;
-    let l = write_to_leader(&brokers, &[0, 1, 2], 0).await;
-    eventually("the idle group never went quiet everywhere", 15, || {
-        brokers.iter().all(asleep)
-    })
-    .await;
-    let before = term(&brokers[l]);
+    let (brokers, l, before) = quiet_cluster().await;
     // Twice the election timeout without a tick or heartbeat anywhere: the
     // leader keeps its lease from the keep-alive, nobody stands for election.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -224,13 +209,7 @@ async fn an_idle_group_goes_quiet_keeps_its_leader_and_wakes_for_a_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_take_over_a_quiet_group_that_stopped_on_a_live_broker() {
-    let brokers = cluster().await;
-    let l = write_to_leader(&brokers, &[0, 1, 2], 0).await;
-    eventually("the idle group never went quiet everywhere", 15, || {
-        brokers.iter().all(asleep)
-    })
-    .await;
-    let before = term(&brokers[l]);
+    let (brokers, l, before) = quiet_cluster().await;
     // The leader's group stops; its transport keeps answering pings, so only
     // the quiet lease can tell the followers.
     let raft = brokers[l].replica.raft().expect("replicated").clone();

@@ -21,6 +21,10 @@ use sluice_replication::{
 };
 use sluice_storage::{LogConfig, Offset};
 
+mod common;
+
+use common::{eventually, write_through_leader};
+
 const GROUP: u64 = 7;
 
 struct Broker {
@@ -141,35 +145,10 @@ async fn write(
         .await
 }
 
-/// Writes batch `seq` through whichever of `running` leads, retrying while
-/// leadership moves (the producer's sequence makes a retry of a batch that did
-/// commit answer with its offsets).
+/// Writes batch `seq` through whichever of `running` leads.
 async fn write_to_leader(brokers: &[Broker], running: &[usize], seq: i32) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(&i) = running.iter().find(|i| brokers[**i].replica.is_leader()) {
-            match write(&brokers[i].replica, seq).await {
-                Ok(_) => return,
-                Err(
-                    ReplicaError::NotLeader { .. }
-                    | ReplicaError::InFlightRetry { .. }
-                    | ReplicaError::Raft { .. },
-                ) => {}
-                Err(e) => panic!("batch {seq}: {e}"),
-            }
-        }
-        assert!(Instant::now() < deadline, "batch {seq} was never committed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits (at most `seconds`) until `done` holds.
-async fn eventually(what: &str, seconds: u64, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let replicas: Vec<&Arc<Replica>> = running.iter().map(|i| &brokers[*i].replica).collect();
+    write_through_leader(&replicas, batch(seq), &format!("batch {seq}")).await;
 }
 
 fn batch(seq: i32) -> Bytes {

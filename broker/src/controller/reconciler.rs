@@ -13,14 +13,14 @@ use sluice_replication::{initialize_if_pristine, start_group, Replica};
 use tracing::{error, info, warn};
 
 use super::image::TopicImage;
-
-/// Attempts of a new partition's preferred replica to be elected at once.
-const STAND_TRIES: usize = 10;
-const STAND_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 use super::Controller;
 use crate::cluster::{Partition, Topic};
 use crate::topic_config::TopicConfigs;
 use crate::Broker;
+
+/// Attempts of a new partition's preferred replica to be elected at once.
+const STAND_TRIES: usize = 10;
+const STAND_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Runs until the broker stops.
 pub async fn run(broker: Arc<Broker>, controller: Arc<Controller>) {
