@@ -21,7 +21,7 @@ if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c 'import confluent_kafka' 2
     .venv/bin/pip install -q -r tests/requirements.txt
 fi
 
-if [ ! -f .tools/kafka-libs/.complete ]; then
+if [ ! -f .tools/kafka-libs/.complete ] || [ tests/java/pom.xml -nt .tools/kafka-libs/.complete ]; then
     echo "setup: resolving Kafka Java client and tools from Maven Central"
     mkdir -p .tools/kafka-libs
     mvn -q -f tests/java/pom.xml dependency:copy-dependencies \

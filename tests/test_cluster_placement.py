@@ -6,7 +6,7 @@ controller (and again after a failover)."""
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from cluster import Cluster, QueueWorkload, wait_until
@@ -162,3 +162,61 @@ def test_four_brokers_rf3_kill_9_of_a_leader_every_broker_follows_the_new_leader
     work.stop_producers()
     work.wait_consumed()
     work.check(partitions)
+
+
+def test_config_changes_through_any_broker_apply_on_every_broker(three):
+    from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       ConfigSource)
+
+    cluster = three
+    topic = "business.orders.configured"
+    cluster.create_topic(topic, partitions=1, rf=3)
+    cluster.wait_for_leaders(topic, 1)
+
+    def alter(via, kind, name, *ops):
+        entries = [ConfigEntry(k, v, incremental_operation=op) for (op, k, v) in ops]
+        res = ConfigResource(kind, name, incremental_configs=entries)
+        admin = AdminClient({"bootstrap.servers": cluster.brokers[via].bootstrap})
+        admin.incremental_alter_configs([res])[res].result(30)
+
+    def described(node, kind=ConfigResource.Type.TOPIC, name=topic):
+        admin = AdminClient({"bootstrap.servers": cluster.brokers[node].bootstrap})
+        res = ConfigResource(kind, name)
+        return admin.describe_configs([res])[res].result(30)
+
+    # Answered once every live broker applied it: each one shows it at once.
+    alter(2, ConfigResource.Type.TOPIC, topic,
+          (AlterConfigOpType.SET, "retention.ms", "3600000"),
+          (AlterConfigOpType.SET, "min.insync.replicas", "4"))
+    for node in cluster.brokers:
+        entry = described(node)["retention.ms"]
+        assert (entry.value, entry.source) == ("3600000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+    # A broker's own dynamic config is its own; the others keep theirs.
+    alter(1, ConfigResource.Type.BROKER, "3", (AlterConfigOpType.SET, "log.segment.bytes", "1048576"))
+    assert described(3, ConfigResource.Type.BROKER, "3")["log.segment.bytes"].value == "1048576"
+    assert described(1, ConfigResource.Type.BROKER, "1")["log.segment.bytes"].value == "1073741824"
+
+    def produce(**config):
+        outcome = []
+        p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 0,
+                      **config})
+        p.produce(topic, value=b"v", on_delivery=lambda err, msg: outcome.append(err))
+        p.flush(30)
+        return outcome[0]
+
+    # More in-sync replicas asked for than the partition has: acks=all is refused.
+    err = produce(**{"message.timeout.ms": 5000, "retries": 0})
+    assert err is not None and err.code() == KafkaError.NOT_ENOUGH_REPLICAS, err
+
+    # A broker that was down while configs changed replays them from the
+    # metadata log.
+    leader = cluster.leaders(topic)[0]
+    down = next(n for n in cluster.brokers if n != leader)
+    cluster.brokers[down].kill()
+    alter(leader, ConfigResource.Type.TOPIC, topic,
+          (AlterConfigOpType.DELETE, "min.insync.replicas", None))
+    assert produce() is None
+    cluster.brokers[down].start(timeout_s=60)
+    configs = described(down)
+    assert configs["retention.ms"].value == "3600000"
+    assert configs["min.insync.replicas"].value == "1"

@@ -20,6 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod controller;
 pub mod dev;
+pub mod dynamic_config;
 pub mod group;
 pub mod handlers;
 pub mod server;

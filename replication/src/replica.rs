@@ -956,6 +956,14 @@ impl Replica {
         Ok(())
     }
 
+    /// Applies changed log settings (a topic config altered at runtime); an
+    /// offline replica has no log to change.
+    pub fn set_log_config(&self, config: LogConfig) {
+        if let Ok(mut p) = self.partition() {
+            p.log_mut().set_config(config);
+        }
+    }
+
     /// Directory of the log.
     pub fn dir(&self) -> PathBuf {
         self.dir.clone()

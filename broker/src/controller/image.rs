@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::dynamic_config::BrokerOverrides;
+
 /// Raft group of the controller; partition groups are numbered from 1.
 pub const CONTROLLER_GROUP: u64 = 0;
 /// Producer ids per block handed to a broker.
@@ -90,6 +92,18 @@ pub enum Command {
     PublishLeaders {
         leaders: Vec<PublishedLeader>,
     },
+    /// Replaces a topic's config overrides.
+    AlterTopicConfigs {
+        name: String,
+        id: Uuid,
+        configs: BTreeMap<String, String>,
+    },
+    /// Replaces the dynamic configs of one broker resource (a broker id, or
+    /// empty for the cluster default).
+    AlterBrokerConfigs {
+        resource: String,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 impl Command {
@@ -120,6 +134,7 @@ pub enum Applied {
 pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerInfo>,
     pub topics: BTreeMap<String, TopicImage>,
+    pub broker_configs: BrokerOverrides,
     next_group: u64,
     next_producer_id: i64,
 }
@@ -200,6 +215,17 @@ impl MetadataImage {
                         }
                     }
                 }
+                Applied::Done
+            }
+            Command::AlterTopicConfigs { name, id, configs } => match self.topics.get_mut(name) {
+                Some(t) if t.id == *id => {
+                    t.configs = configs.clone();
+                    Applied::Done
+                }
+                _ => Applied::Refused(format!("topic '{name}' does not exist")),
+            },
+            Command::AlterBrokerConfigs { resource, configs } => {
+                self.broker_configs.set(resource, configs.clone());
                 Applied::Done
             }
         }
@@ -336,5 +362,43 @@ mod tests {
         image.apply(&publish(1, 6));
         assert_eq!(leader(&image).map(|l| (l.leader, l.epoch)), Some((1, 6)));
         assert!(image.topics["audit"].partitions[1].leader.is_none());
+    }
+
+    #[test]
+    fn config_changes_apply_to_the_topic_of_that_id() {
+        let mut image = MetadataImage::default();
+        register(&mut image, &[1, 2, 3]);
+        let id = Uuid::from_u128(3);
+        image.apply(&Command::CreateTopic {
+            name: "orders".into(),
+            id,
+            replicas: image.place(&[1, 2, 3], 1, 3),
+            configs: BTreeMap::new(),
+        });
+        let retention = BTreeMap::from([("retention.ms".to_string(), "60000".to_string())]);
+        let alter = |id| Command::AlterTopicConfigs {
+            name: "orders".into(),
+            id,
+            configs: retention.clone(),
+        };
+        let back = Command::decode(&alter(id).encode()).expect("decode");
+        assert_eq!(image.apply(&back), Applied::Done);
+        assert_eq!(image.topics["orders"].configs, retention);
+        // A change meant for an earlier topic of the same name is refused.
+        assert!(matches!(
+            image.apply(&alter(Uuid::from_u128(4))),
+            Applied::Refused(_)
+        ));
+        let brokers = Command::AlterBrokerConfigs {
+            resource: String::new(),
+            configs: BTreeMap::from([("log.retention.ms".to_string(), "1000".to_string())]),
+        };
+        image.apply(&Command::decode(&brokers.encode()).expect("decode"));
+        assert!(image.broker_configs.get("").is_some());
+        image.apply(&Command::AlterBrokerConfigs {
+            resource: String::new(),
+            configs: BTreeMap::new(),
+        });
+        assert!(image.broker_configs.get("").is_none());
     }
 }

@@ -39,10 +39,16 @@ async fn reconcile(broker: &Arc<Broker>, controller: &Arc<Controller>) {
     let image = controller.image();
     let node = broker.node_id();
     broker.cluster.set_broker_count(controller.peers().len());
+    broker
+        .cluster
+        .set_broker_overrides(image.broker_configs.clone());
     for (name, wanted) in &image.topics {
         let existing = broker.cluster.topic(name);
         let kept: Vec<Partition> = match &existing {
             Some(t) if t.id == wanted.id => {
+                broker
+                    .cluster
+                    .reconfigure_topic(t, TopicConfigs::from_stored(wanted.configs.clone()));
                 if t.partition_count() >= wanted.partitions.len() {
                     note_published_leaders(t, wanted);
                     continue;

@@ -19,10 +19,6 @@ use crate::controller::{Command, ControllerError};
 use crate::topic_config::TopicConfigs;
 use crate::Broker;
 
-/// DescribeConfigs / CreateTopics config sources.
-pub(crate) const SOURCE_TOPIC_CONFIG: i8 = 1;
-pub(crate) const SOURCE_DEFAULT_CONFIG: i8 = 5;
-
 pub(crate) fn topic_error_code(e: &TopicError) -> ResponseError {
     match e {
         TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
@@ -249,18 +245,16 @@ pub async fn handle(
 }
 
 fn describe(broker: &Broker, configs: &TopicConfigs) -> Vec<CreatableTopicConfigs> {
-    configs
-        .describe(&broker.config.log)
+    broker
+        .cluster
+        .with_broker_view(|view| configs.describe(view))
         .into_iter()
-        .map(|(name, value, set)| {
+        .map(|d| {
+            let (value, source) = d.value();
             CreatableTopicConfigs::default()
-                .with_name(str_bytes(name))
+                .with_name(str_bytes(d.name()))
                 .with_value(Some(str_bytes(value)))
-                .with_config_source(if set {
-                    SOURCE_TOPIC_CONFIG
-                } else {
-                    SOURCE_DEFAULT_CONFIG
-                })
+                .with_config_source(source as i8)
         })
         .collect()
 }

@@ -15,6 +15,7 @@ use crate::budget::{ConnectionBudget, HandlerFailed, Held};
 use crate::group::GroupError;
 use crate::Broker;
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -72,6 +73,8 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DescribeCluster, 0, 2),
+    range(ApiKey::AlterConfigs, 0, 2),
+    range(ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// Who sent a request: JoinGroup records it, DescribeGroups shows it.
@@ -235,6 +238,12 @@ async fn handle(
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))
         }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(broker, r, version).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            alter_configs::handle_incremental(broker, r, version).await,
+        ),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version).await)
         }

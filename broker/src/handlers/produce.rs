@@ -334,7 +334,7 @@ pub fn prepare(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> 
             let records = pd.records.unwrap_or_default();
             let max_bytes = topic.configs.i64_or(
                 MAX_MESSAGE_BYTES,
-                broker.config.log.max_message_bytes as i64,
+                broker.cluster.log_defaults().max_message_bytes as i64,
             );
             if records.len() as i64 > max_bytes {
                 let message = format!(
@@ -380,14 +380,23 @@ pub fn prepare(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> 
     }
 }
 
-/// acks=all on a replicated partition whose leader sees fewer in-sync replicas
-/// (itself included) than `min.insync.replicas`: why it is refused.
+/// acks=all on a partition whose leader sees fewer in-sync replicas (itself
+/// included) than `min.insync.replicas`: why it is refused. A single broker's
+/// partition has one replica, itself.
 fn insync_refusal(broker: &Broker, topic: &Topic, replica: &Replica) -> Option<String> {
-    replica.raft()?;
     let min = topic.configs.i64_or(MIN_INSYNC_REPLICAS, 1);
-    let lag_max = std::time::Duration::from_millis(broker.config.cluster.replica_lag_time_max_ms);
-    // Not the leader: the append answers NOT_LEADER_OR_FOLLOWER.
-    let isr = replica.in_sync_replicas(lag_max)?;
+    if min <= 1 {
+        return None;
+    }
+    let isr = match replica.raft() {
+        Some(_) => {
+            let lag_max =
+                std::time::Duration::from_millis(broker.config.cluster.replica_lag_time_max_ms);
+            // Not the leader: the append answers NOT_LEADER_OR_FOLLOWER.
+            replica.in_sync_replicas(lag_max)?
+        }
+        None => vec![broker.node_id() as u64],
+    };
     ((isr.len() as i64) < min).then(|| {
         format!(
             "{} in-sync replicas {isr:?}, below min.insync.replicas {min}",

@@ -150,6 +150,12 @@ impl PartitionLog {
     pub fn config(&self) -> &LogConfig {
         &self.config
     }
+    /// Takes new settings (a topic config changed): rolling and syncing follow
+    /// them from the next append; index settings apply to segments created from
+    /// now on.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.summary.size).sum()
     }

@@ -3,20 +3,30 @@
 //! controller Raft group; the surface stays the same.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sluice_replication::{HighWatermarkSource, Replica, ReplicaContext, ReplicaError};
-use sluice_storage::{CompactionConfig, LogConfig};
+use sluice_storage::LogConfig;
 use thiserror::Error;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, LogDefaults};
 use crate::controller::LeaderRecord;
+use crate::dynamic_config::BrokerOverrides;
 use crate::topic_config::{self, TopicConfigs};
+
+mod cleaning;
+mod configs;
+mod files;
+
+use files::{
+    claim_partition_dir, read_toml, remove_deleted_dirs, remove_partition_logs, write_toml,
+    ProducerIdFile,
+};
 
 /// Longest legal topic name.
 pub const TOPIC_NAME_MAX_CHARS: usize = 249;
@@ -153,6 +163,10 @@ struct TopicRecord {
 struct MetadataFile {
     #[serde(default)]
     topics: Vec<TopicRecord>,
+    /// Dynamic broker configs (a single broker; a cluster keeps them in the
+    /// controller's metadata).
+    #[serde(default)]
+    broker_configs: BrokerOverrides,
 }
 
 #[derive(Debug)]
@@ -172,6 +186,8 @@ pub struct Cluster {
     producer_ids: Mutex<ProducerIds>,
     /// Brokers in the cluster (1 alone), for replication factor checks.
     brokers: std::sync::atomic::AtomicUsize,
+    /// Dynamic broker configs, and the log defaults they leave in force.
+    dynamic: RwLock<(BrokerOverrides, LogDefaults)>,
 }
 
 /// Kafka's rules for topic names.
@@ -221,6 +237,7 @@ impl Cluster {
         let file: MetadataFile = read_toml(&meta_dir.join("topics.toml"))?.unwrap_or_default();
         let next_pid = read_toml::<ProducerIdFile>(&meta_dir.join("producer-ids.toml"))?
             .map_or(0, |p| p.next_block_start);
+        let config_log = config.log;
         let cluster = Arc::new(Cluster {
             config,
             replicas,
@@ -231,11 +248,13 @@ impl Cluster {
                 block_end: next_pid,
             }),
             brokers: std::sync::atomic::AtomicUsize::new(1),
+            dynamic: RwLock::new((BrokerOverrides::default(), config_log)),
         });
         remove_deleted_dirs(&cluster.config.data_dir);
         if cluster.is_replicated() {
             return Ok(cluster);
         }
+        cluster.set_broker_overrides(file.broker_configs);
         for record in file.topics {
             let configs = TopicConfigs::from_stored(record.configs);
             let topic = cluster.open_topic(&record.name, record.id, record.partitions, configs)?;
@@ -254,7 +273,7 @@ impl Cluster {
     }
 
     fn log_config(&self, configs: &TopicConfigs) -> LogConfig {
-        let d = &self.config.log;
+        let d = &self.log_defaults();
         LogConfig {
             segment_bytes: configs.i64_or(topic_config::SEGMENT_BYTES, d.segment_bytes as i64)
                 as u64,
@@ -541,7 +560,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn persist(&self) -> Result<(), TopicError> {
+    pub(super) fn persist(&self) -> Result<(), TopicError> {
         let file = MetadataFile {
             topics: self
                 .topics
@@ -554,6 +573,7 @@ impl Cluster {
                     configs: t.configs.overrides().clone(),
                 })
                 .collect(),
+            broker_configs: self.broker_overrides(),
         };
         write_toml(
             &self.config.data_dir.join("meta").join("topics.toml"),
@@ -580,96 +600,6 @@ impl Cluster {
         Ok(id)
     }
 
-    /// Runs time and size retention over every partition (`retention.ms`,
-    /// `retention.bytes`, topic overrides first), and forgets idle producers.
-    pub fn apply_retention(&self, now_ms: i64) {
-        for topic in self.topics() {
-            for replica in topic.hosted_replicas() {
-                replica.expire_producers(now_ms, self.config.producer_id_expiration_ms);
-            }
-        }
-        for topic in self.topics().into_iter().filter(|t| t.configs.deletes()) {
-            let (retention_ms, retention_bytes) = self.retention_of(&topic);
-            // A replicated partition's head goes through its Raft group (a
-            // snapshot at the new log start, then a purge), not a local delete.
-            for replica in topic.hosted_replicas().filter(|r| r.raft().is_none()) {
-                match replica.apply_retention(now_ms, retention_ms, retention_bytes) {
-                    Ok(o) if o.segments_deleted > 0 => info!(
-                        partition = replica.name(),
-                        segments = o.segments_deleted,
-                        bytes = o.bytes_deleted,
-                        log_start = %replica.log_start_offset(),
-                        "retention deleted segments"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => warn!(partition = replica.name(), error = %e, "retention failed"),
-                }
-            }
-        }
-    }
-
-    /// (`retention.ms`, `retention.bytes`) of a topic: its overrides, else the defaults.
-    fn retention_of(&self, topic: &Topic) -> (i64, i64) {
-        let d = &self.config.log;
-        (
-            topic
-                .configs
-                .i64_or(topic_config::RETENTION_MS, d.retention_ms),
-            topic
-                .configs
-                .i64_or(topic_config::RETENTION_BYTES, d.retention_bytes),
-        )
-    }
-
-    /// Retention of replicated partitions: each replica snapshots at its new log
-    /// start and its Raft group purges the log up to it.
-    pub async fn apply_replicated_retention(&self, now_ms: i64) {
-        for topic in self.topics().into_iter().filter(|t| t.configs.deletes()) {
-            let (retention_ms, retention_bytes) = self.retention_of(&topic);
-            for replica in topic.hosted_replicas().filter(|r| r.raft().is_some()) {
-                match replica
-                    .apply_replicated_retention(now_ms, retention_ms, retention_bytes)
-                    .await
-                {
-                    Ok(Some(start)) => {
-                        info!(partition = replica.name(), log_start = %start, "retention: snapshot requested at the new log start")
-                    }
-                    Ok(None) => {}
-                    Err(e) => warn!(partition = replica.name(), error = %e, "retention failed"),
-                }
-            }
-        }
-    }
-
-    /// One compaction pass over the partitions of topics whose `cleanup.policy`
-    /// includes `compact`.
-    pub fn compact(&self, now_ms: i64) {
-        let d = &self.config.log;
-        for topic in self.topics().into_iter().filter(|t| t.configs.compacts()) {
-            let config = CompactionConfig {
-                delete_retention_ms: topic
-                    .configs
-                    .i64_or(topic_config::DELETE_RETENTION_MS, d.delete_retention_ms),
-                io_bytes_per_second: u64::try_from(d.cleaner_io_max_bytes_per_second).ok(),
-                ..CompactionConfig::default()
-            };
-            for replica in topic.hosted_replicas() {
-                match replica.compact(now_ms, &config) {
-                    Ok(Some(s)) if s.segments_rewritten > 0 => info!(
-                        partition = replica.name(),
-                        segments = s.segments_rewritten,
-                        records_removed = s.records_removed,
-                        bytes_before = s.bytes_before,
-                        bytes_after = s.bytes_after,
-                        "compacted"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => warn!(partition = replica.name(), error = %e, "compaction failed"),
-                }
-            }
-        }
-    }
-
     /// Syncs every partition log (clean shutdown).
     pub fn sync_all(&self) {
         for topic in self.topics() {
@@ -680,119 +610,6 @@ impl Cluster {
             }
         }
     }
-}
-
-/// Removes a deleted topic's partition logs: each directory is renamed out of
-/// the way first (one atomic step), so a topic created with the same name never
-/// meets the old data, then removed.
-fn remove_partition_logs(topic: &Topic) {
-    for replica in topic.hosted_replicas() {
-        let dir = replica.dir();
-        let doomed = deleted_dir_name(&dir, topic.id);
-        if let Err(e) = std::fs::rename(&dir, &doomed) {
-            warn!(dir = %dir.display(), error = %e, "could not set a deleted partition's log aside");
-            continue;
-        }
-        if let Err(e) = std::fs::remove_dir_all(&doomed) {
-            warn!(dir = %doomed.display(), error = %e, "could not remove a deleted partition's log; it is removed at the next start");
-        }
-    }
-}
-
-/// File in a replicated partition's directory naming the topic id it belongs to.
-const TOPIC_ID_FILE: &str = "topic.id";
-
-/// Makes `dir` the directory of a partition of topic `id`: a directory written
-/// for another topic id (a topic deleted and created again while this broker was
-/// away) is removed first.
-fn claim_partition_dir(dir: &Path, id: Uuid) {
-    let marker = dir.join(TOPIC_ID_FILE);
-    match std::fs::read_to_string(&marker) {
-        Ok(text) if text.trim() == id.to_string() => return,
-        Ok(other) => {
-            let old = Uuid::parse_str(other.trim()).unwrap_or_default();
-            let doomed = deleted_dir_name(dir, old);
-            warn!(dir = %dir.display(), old = %other.trim(), new = %id, "partition directory belongs to an earlier topic of this name; removing it");
-            if std::fs::rename(dir, &doomed).is_ok() {
-                let _ = std::fs::remove_dir_all(&doomed);
-            }
-        }
-        Err(_) => {}
-    }
-    if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| {
-        std::fs::write(&marker, id.to_string())?;
-        std::fs::File::open(dir)?.sync_all()
-    }) {
-        warn!(dir = %dir.display(), error = %e, "cannot record the topic id of a partition");
-    }
-}
-
-/// Suffix of partition directories of deleted topics awaiting removal.
-const DELETED_SUFFIX: &str = "-delete";
-
-/// Where a deleted topic's partition directory waits for removal (Kafka's
-/// `<topic>-<partition>.<id>-delete`).
-fn deleted_dir_name(dir: &Path, topic_id: Uuid) -> PathBuf {
-    let mut name = dir.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}{DELETED_SUFFIX}", topic_id.simple()));
-    dir.with_file_name(name)
-}
-
-/// Removes what deletions left behind (a crash between rename and removal).
-fn remove_deleted_dirs(data_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir()
-            && path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(DELETED_SUFFIX))
-        {
-            info!(dir = %path.display(), "removing the log of a deleted topic");
-            if let Err(e) = std::fs::remove_dir_all(&path) {
-                warn!(dir = %path.display(), error = %e, "could not remove a deleted topic's log");
-            }
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct ProducerIdFile {
-    next_block_start: i64,
-}
-
-fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, TopicError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| TopicError::Storage(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(TopicError::Storage(format!("read {}: {e}", path.display()))),
-    }
-}
-
-/// Writes a file atomically and durably: temp file, fsync, rename, fsync dir.
-fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), TopicError> {
-    use std::io::Write;
-    let storage = |what: &str, e: &dyn std::fmt::Display| {
-        TopicError::Storage(format!("{what} {}: {e}", path.display()))
-    };
-    let text = toml::to_string(value).map_err(|e| storage("serialize", &e))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| storage("create", &e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| storage("write", &e))?;
-    f.sync_all().map_err(|e| storage("sync", &e))?;
-    std::fs::rename(&tmp, path).map_err(|e| storage("rename", &e))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| storage("sync dir of", &e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
