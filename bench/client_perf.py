@@ -51,7 +51,7 @@ def start_broker(data_dir, *extra_args):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}",
-                             "--data-dir", str(data_dir), *extra_args],
+                             "--data-dir", str(data_dir), "--no-bootstrap", *extra_args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(400):
         try:

@@ -24,10 +24,14 @@ def free_port():
 class Broker:
     """One `sluice serve` process on a free 127.0.0.1 port with its own data dir."""
 
-    def __init__(self, data_dir, port=None, extra_args=()):
+    def __init__(self, data_dir, port=None, extra_args=(), bootstrap=False):
+        """`bootstrap`: create the shipped bootstrap topics (off unless a test
+        is about them: every start would create hundreds of partitions)."""
         self.data_dir = pathlib.Path(data_dir)
         self.port = port or free_port()
         self.extra_args = list(extra_args)
+        if not bootstrap and not any(a in ("--topics", "--no-bootstrap") for a in self.extra_args):
+            self.extra_args.append("--no-bootstrap")
         self.proc = None
         self.log_path = self.data_dir.parent / f"broker-{self.port}.log"
 

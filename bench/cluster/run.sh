@@ -21,7 +21,7 @@ start_node() { # start_node I BASE DIR
     local peers="1@127.0.0.1:$((b+100)),2@127.0.0.1:$((b+101)),3@127.0.0.1:$((b+102))"
     mkdir -p "$d/node-$i"
     "$BIN" serve --node-id "$i" --listen "127.0.0.1:$((b+i-1))" --raft-listen "127.0.0.1:$((b+100+i-1))" \
-        --peers "$peers" --data-dir "$d/node-$i" >> "$d/node-$i.log" 2>&1 &
+        --peers "$peers" --data-dir "$d/node-$i" --no-bootstrap >> "$d/node-$i.log" 2>&1 &
 }
 cluster() { # cluster BASE DIR: three brokers, waits for them
     for i in 1 2 3; do start_node "$i" "$1" "$2"; done

@@ -13,6 +13,7 @@
 //! A malformed frame closes its own connection and nothing else. Kafka error codes are
 //! chosen in the handlers, one place per API.
 
+pub mod bootstrap;
 pub mod broker;
 pub mod budget;
 pub mod cluster;

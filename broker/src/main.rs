@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sluice_broker::bootstrap::{reconcile, Bootstrap};
 use sluice_broker::{server, Broker, BrokerConfig};
 use sluice_protocol::alloc::GuardedAlloc;
 use tracing::{error, info, warn};
@@ -71,6 +72,23 @@ struct ServeArgs {
     /// `1@HOST:PORT,2@HOST:PORT,3@HOST:PORT`.
     #[arg(long, value_name = "ID@HOST:PORT,...")]
     peers: Option<String>,
+    /// Bootstrap topics file: the topics to create and keep configured on start
+    /// (default: the shipped e-commerce topics, config/topics.toml).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_bootstrap")]
+    topics: Option<PathBuf>,
+    /// Create no bootstrap topics.
+    #[arg(long)]
+    no_bootstrap: bool,
+}
+
+impl ServeArgs {
+    fn bootstrap(&self) -> Bootstrap {
+        match (&self.topics, self.no_bootstrap) {
+            (_, true) => Bootstrap::Off,
+            (Some(path), false) => Bootstrap::File(path.clone()),
+            (None, false) => Bootstrap::BuiltIn,
+        }
+    }
 }
 
 fn load_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
@@ -124,8 +142,13 @@ async fn shutdown_signal() {
     }
 }
 
+/// How long a broker waits for the cluster to match the bootstrap file before it
+/// serves clients anyway.
+const BOOTSTRAP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
+    let topics = args.bootstrap().load()?;
     let addr: SocketAddr = config.listen.parse().context("listen address")?;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await?
@@ -149,6 +172,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             warn!("the cluster metadata did not catch up within 60 s; serving clients anyway");
         }
     }
+    if let Some(file) = &topics {
+        reconcile::converge(&broker, file, BOOTSTRAP_WAIT).await;
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the client listener to {addr}"))?;
@@ -171,6 +197,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error")),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a redirected log stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -956,6 +956,24 @@ impl Replica {
         Ok(())
     }
 
+    /// Bytes of log on disk (0 when offline).
+    pub fn size_bytes(&self) -> u64 {
+        self.partition().map_or(0, |p| p.size_bytes())
+    }
+
+    /// The idempotent producers this replica tracks (DescribeProducers).
+    pub fn producers(&self) -> Vec<(i64, sluice_storage::ProducerEntry)> {
+        self.partition().map_or_else(
+            |_| Vec::new(),
+            |p| {
+                p.producers()
+                    .iter()
+                    .map(|(id, e)| (id, e.clone()))
+                    .collect()
+            },
+        )
+    }
+
     /// Applies changed log settings (a topic config altered at runtime); an
     /// offline replica has no log to change.
     pub fn set_log_config(&self, config: LogConfig) {

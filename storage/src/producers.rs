@@ -104,6 +104,10 @@ impl ProducerStates {
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }
+    /// Every producer id with its state, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(id, e)| (*id, e))
+    }
 
     /// Checks a batch of an idempotent producer (`producer_id >= 0`) against the
     /// state, by Kafka's rules.

@@ -84,6 +84,10 @@ pub enum Command {
         name: String,
         /// Replicas of each new partition.
         replicas: Vec<Vec<i32>>,
+        /// The partition count the proposer saw: a second proposal raced in
+        /// from the same count adds nothing.
+        #[serde(default)]
+        from: Option<usize>,
     },
     AllocateProducerIds {
         broker: i32,
@@ -179,9 +183,19 @@ impl MetadataImage {
                 Some(_) => Applied::Done,
                 None => Applied::Refused(format!("topic '{name}' does not exist")),
             },
-            Command::CreatePartitions { name, replicas } => {
-                if !self.topics.contains_key(name) {
+            Command::CreatePartitions {
+                name,
+                replicas,
+                from,
+            } => {
+                let Some(topic) = self.topics.get(name) else {
                     return Applied::Refused(format!("topic '{name}' does not exist"));
+                };
+                if from.is_some_and(|f| f != topic.partitions.len()) {
+                    return Applied::Refused(format!(
+                        "topic '{name}' has {} partitions now; the new count must be higher",
+                        topic.partitions.len()
+                    ));
                 }
                 let added = self.new_partitions(replicas);
                 if let Some(t) = self.topics.get_mut(name) {
@@ -400,5 +414,25 @@ mod tests {
             configs: BTreeMap::new(),
         });
         assert!(image.broker_configs.get("").is_none());
+    }
+
+    #[test]
+    fn a_second_partition_raise_from_the_same_count_adds_nothing() {
+        let mut image = MetadataImage::default();
+        register(&mut image, &[1, 2, 3]);
+        image.apply(&Command::CreateTopic {
+            name: "orders".into(),
+            id: Uuid::from_u128(5),
+            replicas: image.place(&[1, 2, 3], 1, 3),
+            configs: BTreeMap::new(),
+        });
+        let raise = Command::CreatePartitions {
+            name: "orders".into(),
+            replicas: image.place(&[1, 2, 3], 2, 3),
+            from: Some(1),
+        };
+        assert_eq!(image.apply(&raise), Applied::Done);
+        assert!(matches!(image.apply(&raise), Applied::Refused(_)));
+        assert_eq!(image.topics["orders"].partitions.len(), 3);
     }
 }

@@ -178,6 +178,15 @@ async fn apply(
     }
 }
 
+/// Replaces a topic's config overrides (the bootstrap file's reconciliation).
+pub(crate) async fn set_topic_configs(
+    broker: &Arc<Broker>,
+    name: &str,
+    configs: BTreeMap<String, String>,
+) -> Result<(), (ResponseError, String)> {
+    apply(broker, &Target::Topic(name.to_string()), configs, false).await
+}
+
 /// Resources named twice in one request are refused (each of them).
 fn duplicates<'a>(resources: impl Iterator<Item = (i8, &'a StrBytes)>) -> HashSet<(i8, String)> {
     let mut seen = HashSet::new();

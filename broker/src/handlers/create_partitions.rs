@@ -60,7 +60,8 @@ pub async fn handle(
     CreatePartitionsResponse::default().with_results(results)
 }
 
-async fn add(broker: &Arc<Broker>, name: &str, count: i32) -> Result<(), TopicError> {
+/// Grows a topic to `count` partitions, on one broker or through the controller.
+pub(crate) async fn add(broker: &Arc<Broker>, name: &str, count: i32) -> Result<(), TopicError> {
     let Some(controller) = broker.controller() else {
         let (cluster, name) = (Arc::clone(&broker.cluster), name.to_string());
         return broker
@@ -81,6 +82,7 @@ async fn add(broker: &Arc<Broker>, name: &str, count: i32) -> Result<(), TopicEr
     let command = Command::CreatePartitions {
         name: name.to_string(),
         replicas,
+        from: Some(current as usize),
     };
     match controller.submit(&command).await {
         Ok(_) => Ok(()),

@@ -62,7 +62,11 @@ pub async fn create(
 
 /// In a cluster, waits (until `deadline`) for every partition of `names` to
 /// have a leader (a single broker leads its partitions from the start).
-async fn wait_for_leaders(broker: &Broker, names: &[&str], deadline: tokio::time::Instant) {
+pub(crate) async fn wait_for_leaders(
+    broker: &Broker,
+    names: &[&str],
+    deadline: tokio::time::Instant,
+) {
     if broker.controller().is_none() {
         return;
     }
@@ -79,7 +83,7 @@ async fn wait_for_leaders(broker: &Broker, names: &[&str], deadline: tokio::time
 
 /// [`create`] without the wait for leaders (a request creating several topics
 /// waits for all of them at once).
-async fn create_unled(
+pub(crate) async fn create_unled(
     broker: &Arc<Broker>,
     name: &str,
     partitions: i32,
