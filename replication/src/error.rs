@@ -19,6 +19,12 @@ pub enum ReplicaError {
     },
     #[error("partition {partition}: a batch of producer {producer_id} with this sequence is still being replicated")]
     InFlightRetry { partition: String, producer_id: i64 },
+    #[error("partition {partition}: offset {offset} is above the high watermark {high_watermark}")]
+    OffsetOutOfRange {
+        partition: String,
+        offset: i64,
+        high_watermark: i64,
+    },
     #[error("partition {partition}: replication failed: {reason}")]
     Raft { partition: String, reason: String },
 }

@@ -23,6 +23,8 @@ use crate::quiet::Quiet;
 use crate::raft::{RaftNode, SharedLog, SnapshotRequests};
 use crate::ReplicaError;
 
+mod deletion;
+
 /// Bumped whenever some partition's high watermark advances; fetches that wait for
 /// data (`max_wait_ms`) watch it.
 pub type CommitSignal = watch::Receiver<u64>;

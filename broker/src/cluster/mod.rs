@@ -136,9 +136,13 @@ impl Topic {
             })
     }
 
-    /// The leader of partition `index` as this broker knows it.
+    /// The leader of partition `index` as this broker knows it (on a single
+    /// broker, its one replica).
     pub fn leader_of(&self, index: usize) -> Option<i32> {
         match self.partitions.get(index)? {
+            Partition::Hosted(r) if r.raft().is_none() => {
+                self.replicas.get(index)?.first().copied()
+            }
             Partition::Hosted(r) => r.leader().map(|l| l as i32),
             Partition::Elsewhere(remote) => remote.published().map(|p| p.leader),
         }

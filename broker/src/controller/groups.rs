@@ -14,7 +14,7 @@ use sluice_replication::transport::Handler;
 use sluice_replication::Replica;
 
 use super::image::CONTROLLER_GROUP;
-use super::{Controller, FORWARD, WAIT_RECONCILED};
+use super::{election, Controller, ELECT_PREFERRED, FORWARD, WAIT_RECONCILED};
 
 #[derive(Debug, Default)]
 pub struct RaftGroups {
@@ -92,6 +92,26 @@ impl RaftGroups {
                         } else {
                             controller.handle_wait_reconciled(payload).await
                         }
+                    }
+                    ELECT_PREFERRED => {
+                        let (target, timeout) = election::decode_request(payload)?;
+                        let replica = groups
+                            .get(group)
+                            .ok_or_else(|| format!("group {group} does not run on this broker"))?;
+                        let controller = groups
+                            .controller
+                            .get()
+                            .and_then(Weak::upgrade)
+                            .ok_or("the controller is not started")?;
+                        let transport = std::sync::Arc::clone(controller.transport());
+                        let outcome = election::elect_preferred(
+                            &replica,
+                            target,
+                            |n| transport.is_connected(n),
+                            timeout,
+                        )
+                        .await;
+                        Ok(election::encode_outcome(&outcome))
                     }
                     _ => match groups.get(group) {
                         Some(replica) => serve_replica(&replica, peer, kind, payload).await,

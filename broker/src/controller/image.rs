@@ -33,6 +33,10 @@ pub struct PartitionImage {
     pub group: u64,
     #[serde(default)]
     pub leader: Option<LeaderRecord>,
+    /// DeleteRecords asked for the log to start at or below this offset no
+    /// lower than it (0: never asked); every replica follows.
+    #[serde(default)]
+    pub log_start_floor: i64,
 }
 
 /// A partition's leadership as its leader published it: brokers that do not
@@ -101,6 +105,14 @@ pub enum Command {
         name: String,
         id: Uuid,
         configs: BTreeMap<String, String>,
+    },
+    /// DeleteRecords on a replicated partition: its replicas delete the records
+    /// below `offset` once they hold it.
+    DeleteRecords {
+        name: String,
+        id: Uuid,
+        partition: usize,
+        offset: i64,
     },
     /// Replaces the dynamic configs of one broker resource (a broker id, or
     /// empty for the cluster default).
@@ -238,6 +250,27 @@ impl MetadataImage {
                 }
                 _ => Applied::Refused(format!("topic '{name}' does not exist")),
             },
+            Command::DeleteRecords {
+                name,
+                id,
+                partition,
+                offset,
+            } => {
+                let p = self
+                    .topics
+                    .get_mut(name)
+                    .filter(|t| t.id == *id)
+                    .and_then(|t| t.partitions.get_mut(*partition));
+                match p {
+                    Some(p) => {
+                        p.log_start_floor = p.log_start_floor.max(*offset);
+                        Applied::Done
+                    }
+                    None => {
+                        Applied::Refused(format!("partition {name}-{partition} does not exist"))
+                    }
+                }
+            }
             Command::AlterBrokerConfigs { resource, configs } => {
                 self.broker_configs.set(resource, configs.clone());
                 Applied::Done
@@ -254,6 +287,7 @@ impl MetadataImage {
                     replicas: r.clone(),
                     group: CONTROLLER_GROUP + self.next_group,
                     leader: None,
+                    log_start_floor: 0,
                 }
             })
             .collect()
@@ -434,5 +468,33 @@ mod tests {
         assert_eq!(image.apply(&raise), Applied::Done);
         assert!(matches!(image.apply(&raise), Applied::Refused(_)));
         assert_eq!(image.topics["orders"].partitions.len(), 3);
+    }
+
+    #[test]
+    fn delete_records_floors_only_rise() {
+        let mut image = MetadataImage::default();
+        register(&mut image, &[1, 2, 3]);
+        let id = Uuid::from_u128(6);
+        image.apply(&Command::CreateTopic {
+            name: "repartition".into(),
+            id,
+            replicas: image.place(&[1, 2, 3], 2, 3),
+            configs: BTreeMap::new(),
+        });
+        let delete = |offset, partition| Command::DeleteRecords {
+            name: "repartition".into(),
+            id,
+            partition,
+            offset,
+        };
+        let back = Command::decode(&delete(50, 1).encode()).expect("decode");
+        assert_eq!(image.apply(&back), Applied::Done);
+        image.apply(&delete(20, 1));
+        assert_eq!(
+            image.topics["repartition"].partitions[1].log_start_floor,
+            50
+        );
+        assert_eq!(image.topics["repartition"].partitions[0].log_start_floor, 0);
+        assert!(matches!(image.apply(&delete(5, 2)), Applied::Refused(_)));
     }
 }

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod coordination;
+pub mod election;
 pub mod groups;
 pub mod image;
 pub mod leadership;
@@ -43,6 +44,8 @@ pub use image::{
 /// Broker-level request kinds on the inter-broker transport (Raft's are below).
 pub const FORWARD: u8 = 16;
 pub const WAIT_RECONCILED: u8 = 17;
+/// Asks a partition's leader to elect the preferred replica.
+pub const ELECT_PREFERRED: u8 = 18;
 /// The controller's partition.
 pub const METADATA_PARTITION: &str = "__cluster_metadata-0";
 /// Results of applied commands kept for their proposers.
@@ -107,6 +110,9 @@ pub struct Controller {
     /// Proposals from this broker go one at a time (each is checked against the
     /// image its predecessors left).
     proposing: tokio::sync::Mutex<()>,
+    /// DeleteRecords floors this broker's replicas follow (or are following),
+    /// by Raft group.
+    pub(crate) deletions: Mutex<BTreeMap<u64, i64>>,
 }
 
 impl Controller {
@@ -158,6 +164,7 @@ impl Controller {
             applied,
             reconciled: watch::channel(0).0,
             proposing: tokio::sync::Mutex::new(()),
+            deletions: Mutex::new(BTreeMap::new()),
         }))
     }
 

@@ -97,6 +97,7 @@ async fn reconcile(broker: &Arc<Broker>, controller: &Arc<Controller>) {
         info!(topic = %name, partitions = topic.partition_count(), hosted, "topic serving");
         broker.cluster.install_topic(Arc::new(topic));
     }
+    follow_deletions(broker, controller, &image);
     for topic in broker.cluster.topics() {
         let keep = image
             .topics
@@ -104,6 +105,59 @@ async fn reconcile(broker: &Arc<Broker>, controller: &Arc<Controller>) {
             .is_some_and(|t| t.id == topic.id);
         if !keep {
             stop_topic(broker, &topic.name).await;
+        }
+    }
+}
+
+/// How long a replica waits to hold a DeleteRecords offset before it leaves the
+/// deletion to a later reconciliation.
+const DELETION_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Each hosted replica deletes the records below its partition's DeleteRecords
+/// floor once its high watermark reaches it (a follower behind, or a broker
+/// replaying the metadata after a restart, catches up first).
+fn follow_deletions(
+    broker: &Arc<Broker>,
+    controller: &Arc<Controller>,
+    image: &super::MetadataImage,
+) {
+    for (name, wanted) in &image.topics {
+        let Some(topic) = broker.cluster.topic(name).filter(|t| t.id == wanted.id) else {
+            continue;
+        };
+        for (index, replica) in topic.hosted() {
+            let Some(p) = wanted
+                .partitions
+                .get(index)
+                .filter(|p| p.log_start_floor > 0)
+            else {
+                continue;
+            };
+            let floor = p.log_start_floor;
+            {
+                let mut deletions = controller.deletions.lock();
+                if deletions.get(&p.group).is_some_and(|f| *f >= floor) {
+                    continue;
+                }
+                deletions.insert(p.group, floor);
+            }
+            let (replica, controller, group) =
+                (Arc::clone(replica), Arc::clone(controller), p.group);
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + DELETION_WAIT;
+                while replica.high_watermark().0 < floor && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                match replica.delete_records(floor).await {
+                    Ok(start) => {
+                        info!(partition = replica.name(), floor, log_start = %start, "records deleted")
+                    }
+                    Err(e) => {
+                        warn!(partition = replica.name(), floor, error = %e, "cannot delete records yet; retried at the next metadata change");
+                        controller.deletions.lock().remove(&group);
+                    }
+                }
+            });
         }
     }
 }

@@ -20,10 +20,14 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -75,6 +79,10 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::DescribeCluster, 0, 2),
     range(ApiKey::AlterConfigs, 0, 2),
     range(ApiKey::IncrementalAlterConfigs, 0, 1),
+    range(ApiKey::DeleteRecords, 0, 2),
+    range(ApiKey::DescribeLogDirs, 1, 4),
+    range(ApiKey::ElectLeaders, 0, 2),
+    range(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// Who sent a request: JoinGroup records it, DescribeGroups shows it.
@@ -244,6 +252,18 @@ async fn handle(
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
             alter_configs::handle_incremental(broker, r, version).await,
         ),
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(broker, r, version).await)
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r, version))
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(broker, r, version))
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, r, version).await)
+        }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version).await)
         }

@@ -45,7 +45,8 @@ fn batch_error_code(e: &BatchError) -> ResponseError {
     }
 }
 
-fn replica_error_code(e: &ReplicaError) -> ResponseError {
+/// The Kafka error code of a replica's error.
+pub(crate) fn replica_error_code(e: &ReplicaError) -> ResponseError {
     match e {
         ReplicaError::Storage(StorageError::BatchTooLarge { .. }) => {
             ResponseError::RecordListTooLarge
@@ -62,6 +63,7 @@ fn replica_error_code(e: &ReplicaError) -> ResponseError {
         }
         ReplicaError::Storage(_) | ReplicaError::Offline { .. } => ResponseError::KafkaStorageError,
         ReplicaError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        ReplicaError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         // Retriable: once the earlier copy commits, the retry finds it.
         ReplicaError::InFlightRetry { .. } => ResponseError::RequestTimedOut,
         // The write may or may not have committed: never report success.

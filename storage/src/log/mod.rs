@@ -381,6 +381,12 @@ impl PartitionLog {
         self.advance_log_start(new_start)
     }
 
+    /// DeleteRecords: the log starts at `offset` from now on (never lower than it
+    /// was, never past the log end); segments wholly below it are deleted.
+    pub fn delete_records(&mut self, offset: Offset) -> Result<RetentionOutcome, StorageError> {
+        self.advance_log_start(offset)
+    }
+
     /// Where time and size retention (-1 disables either) would move the log
     /// start: the base of the first segment kept. Nothing is changed.
     pub fn retention_point(&self, now_ms: i64, retention_ms: i64, retention_bytes: i64) -> Offset {
