@@ -220,3 +220,23 @@ def test_config_changes_through_any_broker_apply_on_every_broker(three):
     configs = described(down)
     assert configs["retention.ms"].value == "3600000"
     assert configs["min.insync.replicas"].value == "1"
+
+
+def test_sluice_cluster_info_names_every_broker_and_its_leaders(three):
+    import json
+    import subprocess
+
+    from conftest import SLUICE_BIN
+
+    cluster = three
+    cluster.create_topic("business.orders.info", partitions=3, rf=3)
+    out = subprocess.run([str(SLUICE_BIN), "cluster", "info", "--output", "json",
+                          "--bootstrap-server", cluster.bootstrap],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert sorted(b["id"] for b in info["brokers"]) == [1, 2, 3]
+    assert [b["id"] for b in info["brokers"] if b["controller"]] == [info["controller"]]
+    assert all(b["replicas"] == 3 for b in info["brokers"]), info
+    assert sum(b["leaders"] for b in info["brokers"]) == 3, info
+    assert info["partitions"] == 3 and info["offline_partitions"] == 0

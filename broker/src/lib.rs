@@ -16,6 +16,7 @@
 pub mod bootstrap;
 pub mod broker;
 pub mod budget;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod connection;

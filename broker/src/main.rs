@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_broker::bootstrap::{reconcile, Bootstrap};
-use sluice_broker::{server, Broker, BrokerConfig};
+use sluice_broker::{cli, server, Broker, BrokerConfig};
 use sluice_protocol::alloc::GuardedAlloc;
 use tracing::{error, info, warn};
 
@@ -32,6 +32,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run a local cluster of brokers in this terminal (Ctrl-C stops it).
     Dev(DevArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -200,7 +202,22 @@ fn main() -> ExitCode {
         // Colour only on a terminal: a redirected log stays plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            // Usage errors in one line, like every other error.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("sluice: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -218,6 +235,9 @@ fn main() -> ExitCode {
             args.base_port,
             &args.data_dir,
         )),
+        Command::Client(command) => runtime
+            .block_on(cli::run(command))
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
