@@ -137,7 +137,38 @@ def test_groups_describe_shows_lag_and_members(broker):
     assert any(line.split()[:5] == [topic, "0", "500", "1000", "500"] for line in out.splitlines()), out
 
     assert "NonEmptyGroup" in failed(broker, "groups", "delete", group)
+    line = failed(broker, "groups", "reset-offsets", group, "--topic", topic, "--to-earliest")
+    assert "stop its consumers" in line, line
     c.close()
+
+    def reset(*how):
+        plan = ok_json(broker, "groups", "reset-offsets", group, "--topic", topic, *how)
+        [row] = plan["offsets"]
+        return row["current"], row["new"]
+
+    def committed():
+        reader = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+        try:
+            return reader.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+        finally:
+            reader.close()
+
+    # A dry run shows the plan and commits nothing.
+    assert reset("--to-earliest") == (500, 0)
+    assert committed() == 500
+    assert reset("--to-offset", "200", "--execute") == (500, 200)
+    assert committed() == 200
+    assert reset("--shift-by", "-50", "--execute") == (200, 150)
+    assert reset("--to-offset", "5000", "--execute") == (150, 1000)
+    assert reset("--to-datetime", "1970-01-01T00:00:00Z", "--execute") == (1000, 0)
+    assert reset("--to-datetime", "2999-01-01T00:00:00Z") == (0, 1000)
+    assert reset("--to-latest", "--execute") == (0, 1000)
+    assert committed() == 1000
+    rc, out, _ = sluice(broker, "groups", "reset-offsets", group, "--topic", topic, "--to-earliest")
+    assert rc == 0 and "Dry run" in out, out
+    assert "no partition 7" in failed(broker, "groups", "reset-offsets", group, "--topic", topic,
+                                      "--partition", "7", "--to-earliest")
+    assert "required" in failed(broker, "groups", "reset-offsets", group, "--topic", topic)
     assert ok_json(broker, "groups", "delete", group) == {"deleted": group}
     assert group not in [g["group"] for g in ok_json(broker, "groups", "list")]
     assert "does not exist" in failed(broker, "groups", "describe", group)

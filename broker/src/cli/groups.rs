@@ -6,21 +6,17 @@ use std::collections::BTreeMap;
 
 use bytes::Buf;
 use clap::Subcommand;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest,
-    TopicName,
+    ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest,
+    GroupId, ListGroupsRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::Decodable;
 use serde_json::json;
 
+use super::offsets::{list_offsets, ResetArgs, LATEST};
 use super::output::{print, Format, Table};
 use super::{str_bytes, CliError, Client};
-
-/// ListOffsets' timestamp for the log end offset.
-const LATEST: i64 = -1;
 
 #[derive(Debug, Subcommand)]
 pub enum GroupsCommand {
@@ -31,6 +27,8 @@ pub enum GroupsCommand {
     Describe { group: String },
     /// Deletes an empty group and its committed offsets.
     Delete { group: String },
+    /// Moves an inactive group's committed offsets (a dry run unless --execute).
+    ResetOffsets(ResetArgs),
 }
 
 pub async fn run(
@@ -42,6 +40,7 @@ pub async fn run(
         GroupsCommand::List => list(client, format).await,
         GroupsCommand::Describe { group } => describe(client, &group, format).await,
         GroupsCommand::Delete { group } => delete(client, &group, format).await,
+        GroupsCommand::ResetOffsets(args) => super::offsets::reset(client, args, format).await,
     }
 }
 
@@ -112,63 +111,54 @@ fn assignment(bytes: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
         .unwrap_or_default()
 }
 
-/// The log end offset of each partition, asked of its leader.
-async fn end_offsets(
+/// A group's committed offsets, from its coordinator `node`.
+pub(super) async fn committed_offsets(
     client: &mut Client,
-    partitions: &[(String, i32)],
+    node: i32,
+    group: &str,
 ) -> Result<BTreeMap<(String, i32), i64>, CliError> {
-    let topics: Vec<&str> = {
-        let mut t: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
-        t.dedup();
-        t
-    };
-    let md = client.metadata(Some(&topics)).await?;
-    let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
-    for t in &md.topics {
-        let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
-        for p in &t.partitions {
-            if partitions.contains(&(name.clone(), p.partition_index)) {
-                by_leader
-                    .entry(p.leader_id.0)
-                    .or_default()
-                    .push((name.clone(), p.partition_index));
+    let fetched = client
+        .send(
+            Some(node),
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(str_bytes(group)))
+                .with_topics(None)]),
+        )
+        .await?;
+    let mut committed = BTreeMap::new();
+    for fg in &fetched.groups {
+        CliError::check(fg.error_code, None, || {
+            format!("fetch the offsets of group {group}")
+        })?;
+        for t in &fg.topics {
+            for p in t.partitions.iter().filter(|p| p.committed_offset >= 0) {
+                committed.insert((t.name.to_string(), p.partition_index), p.committed_offset);
             }
         }
     }
-    let mut out = BTreeMap::new();
-    for (leader, parts) in by_leader.into_iter().filter(|(l, _)| *l >= 0) {
-        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for (t, p) in &parts {
-            topics.entry(t.as_str()).or_default().push(*p);
-        }
-        let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(
-                topics
-                    .iter()
-                    .map(|(t, ps)| {
-                        ListOffsetsTopic::default()
-                            .with_name(TopicName(str_bytes(t)))
-                            .with_partitions(
-                                ps.iter()
-                                    .map(|p| {
-                                        ListOffsetsPartition::default()
-                                            .with_partition_index(*p)
-                                            .with_timestamp(LATEST)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
-        let response = client.send(Some(leader), request).await?;
-        for t in response.topics {
-            for p in t.partitions.into_iter().filter(|p| p.error_code == 0) {
-                out.insert((t.name.to_string(), p.partition_index), p.offset);
-            }
-        }
-    }
-    Ok(out)
+    Ok(committed)
+}
+
+/// A group's state and member count, from its coordinator `node`.
+pub(super) async fn group_state(
+    client: &mut Client,
+    node: i32,
+    group: &str,
+) -> Result<(String, usize), CliError> {
+    let described = client
+        .send(
+            Some(node),
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]),
+        )
+        .await?;
+    let g = described
+        .groups
+        .first()
+        .ok_or_else(|| CliError::Protocol("DescribeGroups answered no group".into()))?;
+    CliError::check(g.error_code, g.error_message.as_ref(), || {
+        format!("describe group {group}")
+    })?;
+    Ok((g.group_state.to_string(), g.members.len()))
 }
 
 /// One partition of a group's offsets.
@@ -218,30 +208,12 @@ async fn describe(client: &mut Client, group: &str, format: Format) -> Result<()
             })
         })
         .collect();
-    let fetched = client
-        .send(
-            Some(node),
-            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
-                .with_group_id(GroupId(str_bytes(group)))
-                .with_topics(None)]),
-        )
-        .await?;
-    let mut committed: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for fg in &fetched.groups {
-        CliError::check(fg.error_code, None, || {
-            format!("fetch the offsets of group {group}")
-        })?;
-        for t in &fg.topics {
-            for p in t.partitions.iter().filter(|p| p.committed_offset >= 0) {
-                committed.insert((t.name.to_string(), p.partition_index), p.committed_offset);
-            }
-        }
-    }
+    let committed = committed_offsets(client, node, group).await?;
     let mut partitions: Vec<(String, i32)> =
         committed.keys().chain(owner.keys()).cloned().collect();
     partitions.sort();
     partitions.dedup();
-    let ends = end_offsets(client, &partitions).await?;
+    let ends = list_offsets(client, &partitions, LATEST).await?;
     let rows: Vec<OffsetRow> = partitions
         .iter()
         .map(|key| {

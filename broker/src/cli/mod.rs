@@ -5,6 +5,7 @@
 pub mod client;
 pub mod cluster;
 pub mod groups;
+pub mod offsets;
 pub mod output;
 pub mod topics;
 
