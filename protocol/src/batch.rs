@@ -435,6 +435,33 @@ pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
 /// Builds an uncompressed v2 batch whose records carry their own timestamps; the
 /// first record's is the base timestamp.
 pub fn build_timed_batch(records: &[(i64, KeyValue<'_>)]) -> Vec<u8> {
+    let records: Vec<NewRecord<'_>> = records
+        .iter()
+        .map(|(timestamp, (key, value))| NewRecord {
+            timestamp: *timestamp,
+            key: *key,
+            value: *value,
+            headers: &[],
+        })
+        .collect();
+    build_records_batch(&records)
+}
+
+/// A record header: key and value (which may be null).
+pub type Header<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// A record to put in a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [Header<'a>],
+}
+
+/// Builds an uncompressed v2 batch of `records` (headers included); the first
+/// record's timestamp is the base timestamp.
+pub fn build_records_batch(records: &[NewRecord<'_>]) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         while z >= 0x80 {
@@ -443,24 +470,34 @@ pub fn build_timed_batch(records: &[(i64, KeyValue<'_>)]) -> Vec<u8> {
         }
         out.push(z as u8);
     }
-    let base_timestamp = records.first().map_or(0, |r| r.0);
-    let max_timestamp = records.iter().map(|r| r.0).max().unwrap_or(base_timestamp);
+    fn nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
+        match field {
+            Some(b) => {
+                varint(out, b.len() as i64);
+                out.extend_from_slice(b);
+            }
+            None => varint(out, -1),
+        }
+    }
+    let base_timestamp = records.first().map_or(0, |r| r.timestamp);
+    let max_timestamp = records
+        .iter()
+        .map(|r| r.timestamp)
+        .max()
+        .unwrap_or(base_timestamp);
     let mut body = Vec::new();
-    for (i, (ts, (key, value))) in records.iter().enumerate() {
+    for (i, r) in records.iter().enumerate() {
         let mut rec = Vec::new();
         rec.push(0); // attributes
-        varint(&mut rec, ts - base_timestamp);
+        varint(&mut rec, r.timestamp - base_timestamp);
         varint(&mut rec, i as i64); // offset delta
-        for field in [key, value] {
-            match field {
-                Some(b) => {
-                    varint(&mut rec, b.len() as i64);
-                    rec.extend_from_slice(b);
-                }
-                None => varint(&mut rec, -1),
-            }
+        nullable(&mut rec, r.key);
+        nullable(&mut rec, r.value);
+        varint(&mut rec, r.headers.len() as i64);
+        for (k, v) in r.headers {
+            nullable(&mut rec, Some(k));
+            nullable(&mut rec, *v);
         }
-        varint(&mut rec, 0); // headers
         varint(&mut body, rec.len() as i64);
         body.extend_from_slice(&rec);
     }
@@ -484,6 +521,19 @@ pub fn build_timed_batch(records: &[(i64, KeyValue<'_>)]) -> Vec<u8> {
     out
 }
 
+/// Makes a built batch an idempotent producer's: producer id, epoch and base
+/// sequence, CRC recomputed.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+    if batch.len() < HEADER_BYTES {
+        return;
+    }
+    batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+    batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Builds an uncompressed batch of an idempotent producer: `records` from
 /// sequence `base_sequence` of producer `producer_id` at `epoch`.
 pub fn build_idempotent_batch(
@@ -494,11 +544,7 @@ pub fn build_idempotent_batch(
     records: &[KeyValue<'_>],
 ) -> Vec<u8> {
     let mut out = build_batch(base_timestamp, records);
-    out[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
-    out[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
-    out[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
-    out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    set_producer(&mut out, producer_id, epoch, base_sequence);
     out
 }
 

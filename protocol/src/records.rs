@@ -29,6 +29,26 @@ pub struct RecordView<'a> {
     pub timestamp_delta: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    /// The headers section after its count (see [`RecordView::headers`]).
+    headers_raw: &'a [u8],
+    header_count: i32,
+}
+
+impl<'a> RecordView<'a> {
+    /// The record's headers, in order: (key, value). Checked when parsed.
+    pub fn headers(&self) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+        let mut c = Cursor {
+            bytes: self.headers_raw,
+            at: 0,
+        };
+        (0..self.header_count.max(0))
+            .map_while(|_| {
+                let key = c.nullable()?.unwrap_or_default();
+                let value = c.nullable()?;
+                Some((key, value))
+            })
+            .collect()
+    }
 }
 
 struct Cursor<'a> {
@@ -93,6 +113,7 @@ pub fn parse_records(data: &[u8], count: i32) -> Result<Vec<RecordView<'_>>, Rec
         let key = r.nullable().ok_or(bad("bad key"))?;
         let value = r.nullable().ok_or(bad("bad value"))?;
         let headers = r.varint().ok_or(bad("bad header count"))?;
+        let headers_at = r.at;
         for _ in 0..headers.max(0) {
             r.nullable().ok_or(bad("bad header key"))?;
             r.nullable().ok_or(bad("bad header value"))?;
@@ -106,6 +127,8 @@ pub fn parse_records(data: &[u8], count: i32) -> Result<Vec<RecordView<'_>>, Rec
             timestamp_delta,
             key,
             value,
+            headers_raw: &body[headers_at..],
+            header_count: headers,
         });
     }
     if out.len() != count.max(0) as usize {
@@ -272,7 +295,9 @@ pub fn keyless_records(batch: &BatchView<'_>, limit: usize) -> Result<Vec<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{build_batch, build_control_batch, build_timed_batch};
+    use crate::batch::{
+        build_batch, build_control_batch, build_records_batch, build_timed_batch, NewRecord,
+    };
 
     #[test]
     fn control_batches_carry_their_type_and_value() {
@@ -287,6 +312,34 @@ mod tests {
         let plain = build_batch(5, &[(Some(&b"abcd"[..]), None)]);
         let view = BatchView::parse(&plain).expect("parse");
         assert_eq!(control_record(&view, 1 << 20).expect("decode"), None);
+    }
+
+    #[test]
+    fn headers_round_trip_with_null_values() {
+        let headers: &[(&[u8], Option<&[u8]>)] =
+            &[(b"dlq.original.topic", Some(b"orders")), (b"empty", None)];
+        let bytes = build_records_batch(&[
+            NewRecord {
+                timestamp: 7,
+                key: Some(b"k"),
+                value: Some(b"v"),
+                headers,
+            },
+            NewRecord {
+                timestamp: 9,
+                key: None,
+                value: None,
+                headers: &[],
+            },
+        ]);
+        let view = BatchView::parse(&bytes).expect("batch");
+        view.verify_crc().expect("crc");
+        let data = records_data(&view, 1 << 20).expect("data");
+        let records = parse_records(&data, view.record_count()).expect("records");
+        assert_eq!(records[0].headers(), headers.to_vec());
+        assert_eq!(records[0].timestamp_delta, 0);
+        assert_eq!(records[1].timestamp_delta, 2);
+        assert!(records[1].headers().is_empty());
     }
 
     #[test]

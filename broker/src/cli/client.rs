@@ -117,6 +117,17 @@ impl Client {
         node: Option<i32>,
         request: R,
     ) -> Result<R::Response, CliError> {
+        self.send_at_most(node, request, i16::MAX).await
+    }
+
+    /// [`Client::send`] at version `max` at most (Produce and Fetch stay below
+    /// the versions that address topics by id).
+    pub async fn send_at_most<R: Request>(
+        &mut self,
+        node: Option<i32>,
+        request: R,
+        max: i16,
+    ) -> Result<R::Response, CliError> {
         let timeout = self.timeout;
         self.correlation += 1;
         let correlation = self.correlation;
@@ -136,7 +147,11 @@ impl Client {
                     .ok_or_else(|| CliError::Protocol("no connection".into()))?
             }
         };
-        conn.call(request, correlation, timeout).await
+        conn.call(request, correlation, timeout, max).await
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 }
 
@@ -181,6 +196,7 @@ impl Conn {
         request: R,
         correlation: i32,
         timeout: Duration,
+        cap: i16,
     ) -> Result<R::Response, CliError> {
         let ours = R::VERSIONS;
         let Some(&(min, max)) = self.versions.get(&R::KEY) else {
@@ -190,7 +206,7 @@ impl Conn {
                 R::KEY
             )));
         };
-        let version = max.min(ours.max);
+        let version = max.min(ours.max).min(cap);
         if version < min.max(ours.min) {
             return Err(CliError::Protocol(format!(
                 "{} supports API {} at versions {min}-{max}, this client at {}-{}",

@@ -4,9 +4,12 @@
 
 pub mod client;
 pub mod cluster;
+pub mod consumer;
 pub mod groups;
+pub mod messages;
 pub mod offsets;
 pub mod output;
+pub mod producer;
 pub mod topics;
 
 use std::time::Duration;
@@ -120,6 +123,20 @@ pub enum ClientCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Produces records from stdin (idempotent, acks=all).
+    Produce {
+        #[command(flatten)]
+        args: messages::ProduceArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Prints a topic's records.
+    Consume {
+        #[command(flatten)]
+        args: messages::ConsumeArgs,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 /// Runs a client command.
@@ -127,7 +144,9 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
     let common = match &command {
         ClientCommand::Topics { common, .. }
         | ClientCommand::Groups { common, .. }
-        | ClientCommand::Cluster { common, .. } => common.clone(),
+        | ClientCommand::Cluster { common, .. }
+        | ClientCommand::Produce { common, .. }
+        | ClientCommand::Consume { common, .. } => common.clone(),
     };
     let mut client = Client::connect(&common.bootstrap_server, common.timeout).await?;
     match command {
@@ -139,6 +158,12 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
         }
         ClientCommand::Cluster { command, .. } => {
             cluster::run(&mut client, command, common.output).await
+        }
+        ClientCommand::Produce { args, .. } => {
+            messages::produce(&mut client, args, common.output).await
+        }
+        ClientCommand::Consume { args, .. } => {
+            messages::consume(&mut client, args, common.output).await
         }
     }
 }

@@ -185,6 +185,50 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     Ok(((days * 86_400 + h * 3600 + mi * 60 + s) - offset_s) * 1000 + ms)
 }
 
+/// Commits `offsets` for `group` at its coordinator `node` as a client outside
+/// the group (generation -1), which Kafka allows while the group has no members.
+pub async fn commit_offsets(
+    client: &mut Client,
+    node: i32,
+    group: &str,
+    offsets: &[(Tp, i64)],
+) -> Result<(), CliError> {
+    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for ((t, p), offset) in offsets {
+        topics.entry(t.as_str()).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*p)
+                .with_committed_offset(*offset),
+        );
+    }
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(str_bytes(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, partitions)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(str_bytes(t)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let response = client.send(Some(node), request).await?;
+    for t in &response.topics {
+        for p in &t.partitions {
+            CliError::check(p.error_code, None, || {
+                format!(
+                    "commit group {group}'s offset of {}-{}",
+                    t.name.as_str(),
+                    p.partition_index
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn reset(client: &mut Client, args: ResetArgs, format: Format) -> Result<(), CliError> {
     let group = args.group.as_str();
     let node = coordinator(client, group).await?;
@@ -233,28 +277,8 @@ pub async fn reset(client: &mut Client, args: ResetArgs, format: Format) -> Resu
         plan.push((tp.clone(), current, wanted.clamp(lo, hi)));
     }
     if args.execute {
-        let request = OffsetCommitRequest::default()
-            .with_group_id(GroupId(str_bytes(group)))
-            .with_generation_id_or_member_epoch(-1)
-            .with_topics(vec![OffsetCommitRequestTopic::default()
-                .with_name(TopicName(str_bytes(&args.topic)))
-                .with_partitions(
-                    plan.iter()
-                        .map(|((_, p), _, new)| {
-                            OffsetCommitRequestPartition::default()
-                                .with_partition_index(*p)
-                                .with_committed_offset(*new)
-                        })
-                        .collect(),
-                )]);
-        let response = client.send(Some(node), request).await?;
-        for t in &response.topics {
-            for p in &t.partitions {
-                CliError::check(p.error_code, None, || {
-                    format!("commit the offset of {}-{}", args.topic, p.partition_index)
-                })?;
-            }
-        }
+        let offsets: Vec<(Tp, i64)> = plan.iter().map(|(tp, _, new)| (tp.clone(), *new)).collect();
+        commit_offsets(client, node, group, &offsets).await?;
     }
     let json = json!({
         "group": group,
