@@ -5,6 +5,7 @@
 pub mod client;
 pub mod cluster;
 pub mod consumer;
+pub mod dlq;
 pub mod groups;
 pub mod messages;
 pub mod offsets;
@@ -123,6 +124,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Dead-letter topics: list, inspect, replay.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Produces records from stdin (idempotent, acks=all).
     Produce {
         #[command(flatten)]
@@ -145,6 +153,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Topics { common, .. }
         | ClientCommand::Groups { common, .. }
         | ClientCommand::Cluster { common, .. }
+        | ClientCommand::Dlq { common, .. }
         | ClientCommand::Produce { common, .. }
         | ClientCommand::Consume { common, .. } => common.clone(),
     };
@@ -159,6 +168,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Cluster { command, .. } => {
             cluster::run(&mut client, command, common.output).await
         }
+        ClientCommand::Dlq { command, .. } => dlq::run(&mut client, command, common.output).await,
         ClientCommand::Produce { args, .. } => {
             messages::produce(&mut client, args, common.output).await
         }

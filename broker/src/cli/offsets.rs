@@ -193,12 +193,24 @@ pub async fn commit_offsets(
     group: &str,
     offsets: &[(Tp, i64)],
 ) -> Result<(), CliError> {
+    commit_with_metadata(client, node, group, offsets, None).await
+}
+
+/// [`commit_offsets`] with each offset's metadata string.
+pub async fn commit_with_metadata(
+    client: &mut Client,
+    node: i32,
+    group: &str,
+    offsets: &[(Tp, i64)],
+    metadata: Option<&str>,
+) -> Result<(), CliError> {
     let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
     for ((t, p), offset) in offsets {
         topics.entry(t.as_str()).or_default().push(
             OffsetCommitRequestPartition::default()
                 .with_partition_index(*p)
-                .with_committed_offset(*offset),
+                .with_committed_offset(*offset)
+                .with_committed_metadata(metadata.map(str_bytes)),
         );
     }
     let request = OffsetCommitRequest::default()
