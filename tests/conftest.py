@@ -104,3 +104,25 @@ def kafka_tool(main_class, *args, input_text=None, timeout_s=120):
     assert (KAFKA_LIBS / ".complete").exists(), "run tests/setup.sh first"
     cmd = ["java", "-Xmx256m", "-cp", f"{KAFKA_LIBS}/*", main_class, *args]
     return subprocess.run(cmd, input=input_text, capture_output=True, text=True, timeout=timeout_s)
+
+
+def read_to_end(bootstrap, assignments, timeout_s=30):
+    """Every record from the given TopicPartition positions to the end of each
+    partition (librdkafka, reading until end-of-partition on all of them)."""
+    from confluent_kafka import Consumer, KafkaError
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "read-to-end",
+                  "enable.partition.eof": True, "enable.auto.commit": False})
+    c.assign(assignments)
+    out, eof, deadline = [], set(), time.monotonic() + timeout_s
+    while len(eof) < len(assignments) and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add((m.topic(), m.partition()))
+                continue
+            raise AssertionError(m.error())
+        out.append(m)
+    c.close()
+    return out

@@ -12,7 +12,7 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import SLUICE_BIN
+from conftest import SLUICE_BIN, read_to_end
 
 TOPIC = "business.orders.created"
 DLQ = f"{TOPIC}.dlq"
@@ -36,20 +36,7 @@ def end_offsets(broker, topic, partitions):
 
 def read_from(broker, topic, starts):
     """Every record of `topic` after `starts` (one offset per partition)."""
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "reader",
-                  "enable.partition.eof": True, "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, o) for p, o in enumerate(starts)])
-    out, eof, deadline = [], set(), time.monotonic() + 30
-    while len(eof) < len(starts) and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None:
-            continue
-        if m.error():
-            eof.add(m.partition())
-            continue
-        out.append(m)
-    c.close()
-    return out
+    return read_to_end(broker.bootstrap, [TopicPartition(topic, p, o) for p, o in enumerate(starts)])
 
 
 def test_dead_letters_are_listed_inspected_and_replayed_once(broker):

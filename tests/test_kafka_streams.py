@@ -11,10 +11,10 @@ import signal
 import subprocess
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from conftest import KAFKA_LIBS, ROOT
+from conftest import KAFKA_LIBS, ROOT, read_to_end
 
 INPUT = "business.orders.created"
 OUTPUT = "analytics.customers.totals"
@@ -49,23 +49,11 @@ def produce_orders(bootstrap, first, count, totals, rng):
 
 def latest_totals(bootstrap):
     """The last total written per customer."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "totals-reader",
-                  "enable.auto.commit": False, "enable.partition.eof": True})
     parts = AdminClient({"bootstrap.servers": bootstrap}).list_topics(OUTPUT, timeout=10) \
         .topics[OUTPUT].partitions
-    c.assign([TopicPartition(OUTPUT, p, OFFSET_BEGINNING) for p in parts])
-    out, eof, deadline = {}, set(), time.monotonic() + 20
-    while len(eof) < len(parts) and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None:
-            continue
-        if m.error():
-            if m.error().code() == KafkaError._PARTITION_EOF:
-                eof.add(m.partition())
-            continue
-        out[m.key().decode()] = int(m.value().decode())
-    c.close()
-    return out
+    records = read_to_end(bootstrap, [TopicPartition(OUTPUT, p, OFFSET_BEGINNING) for p in parts],
+                          timeout_s=20)
+    return {m.key().decode(): int(m.value().decode()) for m in records}
 
 
 def wait_for_totals(bootstrap, expected, app, log_path, timeout_s=120):

@@ -305,8 +305,24 @@ impl Replica {
         let Some((index, epoch, target)) = point else {
             return Ok(None);
         };
+        self.snapshot_at(raft, snapshots, index, epoch, target)
+            .await?;
+        Ok(Some(target))
+    }
+
+    /// Asks the state machine for a snapshot at entry `index` (of `epoch`),
+    /// after which the log starts at `start`, and has the group take it (then
+    /// openraft purges the log up to it).
+    async fn snapshot_at(
+        &self,
+        raft: &RaftNode,
+        snapshots: &SnapshotRequests,
+        index: u64,
+        epoch: LeaderEpoch,
+        start: Offset,
+    ) -> Result<(), ReplicaError> {
         let term = u64::try_from(epoch.0).unwrap_or_default();
-        snapshots.request(crate::raft::log_id(term, index), target);
+        snapshots.request(crate::raft::log_id(term, index), start);
         raft.trigger()
             .snapshot()
             .await
@@ -314,7 +330,7 @@ impl Replica {
                 partition: self.name.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Some(target))
+        Ok(())
     }
 
     /// The partition's Raft group, when it is replicated.

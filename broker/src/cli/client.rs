@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
     ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader,
     ResponseHeader, TopicName,
@@ -108,6 +109,18 @@ impl Client {
             }))
             .with_allow_auto_topic_creation(false);
         self.send(None, request).await
+    }
+
+    /// One topic's metadata; an error when it does not exist.
+    pub async fn topic(&mut self, name: &str) -> Result<MetadataResponseTopic, CliError> {
+        let md = self.metadata(Some(&[name])).await?;
+        let t = md
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| CliError::Protocol("Metadata answered no topic".into()))?;
+        CliError::check(t.error_code, None, || format!("topic {name}"))?;
+        Ok(t)
     }
 
     /// Sends `request` to broker `node` (`None`: the bootstrap broker) and

@@ -15,17 +15,15 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
-use kafka_protocol::messages::{GroupId, OffsetFetchRequest};
 use serde_json::{json, Value};
 
 use super::consumer::{Fetched, Reader};
-use super::groups::coordinator;
+use super::groups::{committed_with_metadata, coordinator};
 use super::messages::record_json;
 use super::offsets::{commit_with_metadata, list_offsets, partitions_of, Tp, EARLIEST, LATEST};
 use super::output::{print, Format, Table};
 use super::producer::{OwnedRecord, Producer};
-use super::{str_bytes, CliError, Client};
+use super::{CliError, Client};
 
 /// ListOffsets' timestamp for the record with the largest timestamp.
 const MAX_TIMESTAMP: i64 = -3;
@@ -292,34 +290,12 @@ async fn progress(
     node: i32,
     group: &str,
 ) -> Result<(BTreeMap<Tp, i64>, Option<String>), CliError> {
-    let fetched = client
-        .send(
-            Some(node),
-            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
-                .with_group_id(GroupId(str_bytes(group)))
-                .with_topics(None)]),
-        )
-        .await?;
-    let mut offsets = BTreeMap::new();
-    let mut metadata = None;
-    for g in &fetched.groups {
-        CliError::check(g.error_code, None, || {
-            format!("fetch the progress of {group}")
-        })?;
-        for t in &g.topics {
-            for p in t.partitions.iter().filter(|p| p.committed_offset >= 0) {
-                offsets.insert((t.name.to_string(), p.partition_index), p.committed_offset);
-                if metadata.is_none() {
-                    metadata = p
-                        .metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .filter(|m| !m.is_empty());
-                }
-            }
-        }
-    }
-    Ok((offsets, metadata))
+    let committed = committed_with_metadata(client, node, group).await?;
+    let metadata = committed.values().find_map(|(_, m)| m.clone());
+    Ok((
+        committed.into_iter().map(|(tp, (o, _))| (tp, o)).collect(),
+        metadata,
+    ))
 }
 
 /// DLQ offsets already replayed to `target` after the offsets in `marks`:

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::Buf;
 use clap::Subcommand;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest,
@@ -14,7 +15,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::Decodable;
 use serde_json::json;
 
-use super::offsets::{list_offsets, ResetArgs, LATEST};
+use super::offsets::{list_offsets, ResetArgs, Tp, LATEST};
 use super::output::{print, Format, Table};
 use super::{str_bytes, CliError, Client};
 
@@ -111,12 +112,12 @@ fn assignment(bytes: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
         .unwrap_or_default()
 }
 
-/// A group's committed offsets, from its coordinator `node`.
-pub(super) async fn committed_offsets(
+/// A group's committed offsets with their metadata, from its coordinator `node`.
+pub(super) async fn committed_with_metadata(
     client: &mut Client,
     node: i32,
     group: &str,
-) -> Result<BTreeMap<(String, i32), i64>, CliError> {
+) -> Result<BTreeMap<Tp, (i64, Option<String>)>, CliError> {
     let fetched = client
         .send(
             Some(node),
@@ -132,19 +133,40 @@ pub(super) async fn committed_offsets(
         })?;
         for t in &fg.topics {
             for p in t.partitions.iter().filter(|p| p.committed_offset >= 0) {
-                committed.insert((t.name.to_string(), p.partition_index), p.committed_offset);
+                let metadata = p
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .filter(|m| !m.is_empty());
+                committed.insert(
+                    (t.name.to_string(), p.partition_index),
+                    (p.committed_offset, metadata),
+                );
             }
         }
     }
     Ok(committed)
 }
 
-/// A group's state and member count, from its coordinator `node`.
-pub(super) async fn group_state(
+/// A group's committed offsets, from its coordinator `node`.
+pub(super) async fn committed_offsets(
     client: &mut Client,
     node: i32,
     group: &str,
-) -> Result<(String, usize), CliError> {
+) -> Result<BTreeMap<Tp, i64>, CliError> {
+    Ok(committed_with_metadata(client, node, group)
+        .await?
+        .into_iter()
+        .map(|(tp, (offset, _))| (tp, offset))
+        .collect())
+}
+
+/// A group as its coordinator `node` describes it.
+pub(super) async fn describe_group(
+    client: &mut Client,
+    node: i32,
+    group: &str,
+) -> Result<DescribedGroup, CliError> {
     let described = client
         .send(
             Some(node),
@@ -153,12 +175,13 @@ pub(super) async fn group_state(
         .await?;
     let g = described
         .groups
-        .first()
+        .into_iter()
+        .next()
         .ok_or_else(|| CliError::Protocol("DescribeGroups answered no group".into()))?;
     CliError::check(g.error_code, g.error_message.as_ref(), || {
         format!("describe group {group}")
     })?;
-    Ok((g.group_state.to_string(), g.members.len()))
+    Ok(g)
 }
 
 /// One partition of a group's offsets.
@@ -173,19 +196,7 @@ struct OffsetRow {
 
 async fn describe(client: &mut Client, group: &str, format: Format) -> Result<(), CliError> {
     let node = coordinator(client, group).await?;
-    let described = client
-        .send(
-            Some(node),
-            DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]),
-        )
-        .await?;
-    let g = described
-        .groups
-        .first()
-        .ok_or_else(|| CliError::Protocol("DescribeGroups answered no group".into()))?;
-    CliError::check(g.error_code, g.error_message.as_ref(), || {
-        format!("describe group {group}")
-    })?;
+    let g = describe_group(client, node, group).await?;
     if g.group_state.as_str() == "Dead" {
         return Err(CliError::Usage(format!("group {group} does not exist")));
     }

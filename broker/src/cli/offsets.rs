@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
 };
 use serde_json::json;
 
-use super::groups::{committed_offsets, coordinator, group_state};
+use super::groups::{committed_offsets, coordinator, describe_group};
 use super::output::{print, Format, Table};
 use super::{str_bytes, CliError, Client};
 
@@ -90,12 +90,7 @@ pub async fn partitions_of(
     topic: &str,
     only: &[i32],
 ) -> Result<Vec<Tp>, CliError> {
-    let md = client.metadata(Some(&[topic])).await?;
-    let t = md
-        .topics
-        .first()
-        .ok_or_else(|| CliError::Protocol("Metadata answered no topic".into()))?;
-    CliError::check(t.error_code, None, || format!("topic {topic}"))?;
+    let t = client.topic(topic).await?;
     let all: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
     if let Some(missing) = only.iter().find(|p| !all.contains(p)) {
         return Err(CliError::Usage(format!(
@@ -244,7 +239,8 @@ pub async fn commit_with_metadata(
 pub async fn reset(client: &mut Client, args: ResetArgs, format: Format) -> Result<(), CliError> {
     let group = args.group.as_str();
     let node = coordinator(client, group).await?;
-    let (state, members) = group_state(client, node, group).await?;
+    let described = describe_group(client, node, group).await?;
+    let (state, members) = (described.group_state.to_string(), described.members.len());
     if members > 0 {
         return Err(CliError::Usage(format!(
             "group {group} is {state} with {members} member(s): stop its consumers before resetting its offsets"

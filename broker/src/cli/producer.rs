@@ -110,13 +110,7 @@ impl Producer {
     }
 
     async fn refresh(&mut self, client: &mut Client) -> Result<(), CliError> {
-        let md = client.metadata(Some(&[self.topic.as_str()])).await?;
-        let t = md
-            .topics
-            .first()
-            .ok_or_else(|| CliError::Protocol("Metadata answered no topic".into()))?;
-        let topic = self.topic.clone();
-        CliError::check(t.error_code, None, || format!("topic {topic}"))?;
+        let t = client.topic(&self.topic).await?;
         self.leaders = t
             .partitions
             .iter()

@@ -183,12 +183,7 @@ pub async fn topic_overrides(
 }
 
 async fn describe(client: &mut Client, topic: &str, format: Format) -> Result<(), CliError> {
-    let md = client.metadata(Some(&[topic])).await?;
-    let t = md
-        .topics
-        .first()
-        .ok_or_else(|| CliError::Protocol("Metadata answered no topic".into()))?;
-    CliError::check(t.error_code, None, || format!("topic {topic}"))?;
+    let t = client.topic(topic).await?;
     let configs = topic_overrides(client, topic).await?;
     let mut partitions: Vec<_> = t.partitions.iter().collect();
     partitions.sort_by_key(|p| p.partition_index);
@@ -228,7 +223,7 @@ async fn describe(client: &mut Client, topic: &str, format: Format) -> Result<()
         format!(
             "Topic: {topic}\tPartitions: {}\tReplicationFactor: {}\tConfigs: {configs}\n{}",
             partitions.len(),
-            replication_factor(t),
+            replication_factor(&t),
             table.render()
         )
     });

@@ -213,6 +213,32 @@ fn refused_keys_twice<'a>(names: impl Iterator<Item = &'a StrBytes>) -> Result<(
     Ok(())
 }
 
+/// The checks every resource of either request passes first: within the
+/// request's bounds, named once, a known resource, each key once.
+fn admit<'a>(
+    broker: &Broker,
+    index: usize,
+    twice: &HashSet<(i8, String)>,
+    resource_type: i8,
+    name: &StrBytes,
+    keys: impl Iterator<Item = &'a StrBytes>,
+) -> Result<Target, Refusal> {
+    if index >= RESOURCES_MAX {
+        return Err(invalid_request(format!(
+            "more than {RESOURCES_MAX} resources in one request"
+        )));
+    }
+    if twice.contains(&(resource_type, name.to_string())) {
+        return Err(invalid_request(format!(
+            "resource {} appears more than once in the request",
+            name.as_str()
+        )));
+    }
+    let target = target(broker, resource_type, name)?;
+    refused_keys_twice(keys)?;
+    Ok(target)
+}
+
 pub async fn handle(
     broker: &Arc<Broker>,
     request: AlterConfigsRequest,
@@ -227,19 +253,15 @@ pub async fn handle(
     let mut responses = Vec::with_capacity(request.resources.len());
     for (index, res) in request.resources.into_iter().enumerate() {
         let outcome = async {
-            if index >= RESOURCES_MAX {
-                return Err(invalid_request(format!(
-                    "more than {RESOURCES_MAX} resources in one request"
-                )));
-            }
-            if twice.contains(&(res.resource_type, res.resource_name.to_string())) {
-                return Err(invalid_request(format!(
-                    "resource {} appears more than once in the request",
-                    res.resource_name.as_str()
-                )));
-            }
-            let target = target(broker, res.resource_type, &res.resource_name)?;
-            refused_keys_twice(res.configs.iter().map(|c| &c.name))?;
+            let names = res.configs.iter().map(|c| &c.name);
+            let target = admit(
+                broker,
+                index,
+                &twice,
+                res.resource_type,
+                &res.resource_name,
+                names,
+            )?;
             current(broker, &target)?;
             let mut configs = BTreeMap::new();
             for c in &res.configs {
@@ -278,19 +300,15 @@ pub async fn handle_incremental(
     let mut responses = Vec::with_capacity(request.resources.len());
     for (index, res) in request.resources.into_iter().enumerate() {
         let outcome = async {
-            if index >= RESOURCES_MAX {
-                return Err(invalid_request(format!(
-                    "more than {RESOURCES_MAX} resources in one request"
-                )));
-            }
-            if twice.contains(&(res.resource_type, res.resource_name.to_string())) {
-                return Err(invalid_request(format!(
-                    "resource {} appears more than once in the request",
-                    res.resource_name.as_str()
-                )));
-            }
-            let target = target(broker, res.resource_type, &res.resource_name)?;
-            refused_keys_twice(res.configs.iter().map(|c| &c.name))?;
+            let names = res.configs.iter().map(|c| &c.name);
+            let target = admit(
+                broker,
+                index,
+                &twice,
+                res.resource_type,
+                &res.resource_name,
+                names,
+            )?;
             let mut configs = current(broker, &target)?;
             for c in &res.configs {
                 let value = c.value.as_ref().map(StrBytes::as_str);

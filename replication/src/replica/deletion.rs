@@ -44,15 +44,8 @@ impl Replica {
         let (Some(raft), Some(snapshots)) = (self.raft.get(), self.snapshots.get()) else {
             return Ok(self.log_start_offset());
         };
-        let term = u64::try_from(epoch.0).unwrap_or_default();
-        snapshots.request(crate::raft::log_id(term, index), start);
-        raft.trigger()
-            .snapshot()
-            .await
-            .map_err(|e| ReplicaError::Raft {
-                partition: self.name.clone(),
-                reason: e.to_string(),
-            })?;
+        self.snapshot_at(raft, snapshots, index, epoch, start)
+            .await?;
         let deadline = tokio::time::Instant::now() + PURGE_WAIT;
         while self.log_start_offset() < start && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
