@@ -239,3 +239,19 @@ def test_kafka_configs_describe_alter_add_and_delete_config(broker):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "log.retention.ms=7200000" in out.stdout, out.stdout
     assert "broker.id=0" in out.stdout, out.stdout
+
+
+def test_compression_type_applies_to_the_next_batch(broker):
+    # kafka.tools.DumpLogSegments reads the segment file as Kafka would.
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    topic = "business.products.compressed"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    assert produce_one(broker.bootstrap, topic, b"plain " * 50, **{"compression.type": "none"}) is None
+    incremental(admin, TOPIC, topic, (SET, "compression.type", "lz4"))
+    assert produce_one(broker.bootstrap, topic, b"packed " * 50, **{"compression.type": "none"}) is None
+    segment = broker.data_dir / f"{topic}-0" / "00000000000000000000.log"
+    out = kafka_tool("kafka.tools.DumpLogSegments", "--files", str(segment))
+    assert out.returncode == 0, out.stderr
+    codecs = [line.split("compresscodec: ")[1].split()[0]
+              for line in out.stdout.splitlines() if "compresscodec: " in line]
+    assert codecs == ["none", "lz4"], out.stdout

@@ -89,6 +89,18 @@ def test_dead_letters_are_listed_inspected_and_replayed_once(broker):
     before = end_offsets(broker, TOPIC, 3)
     dry = json.loads(sluice(broker, "dlq", "replay", DLQ, "--dry-run", "--output", "json"))
     assert len(dry["records"]) == 30 and dry["replayed"] == 0
+
+    # Filters, seen through dry runs: one key, an offset range, a time.
+    key = f"order-{failing[0]}"
+    one = json.loads(sluice(broker, "dlq", "replay", DLQ, "--dry-run", "--key", key,
+                            "--output", "json"))
+    assert [r["key"] for r in one["records"]] == [key] and one["filtered"] == 29
+    ranged = json.loads(sluice(broker, "dlq", "replay", DLQ, "--dry-run", "--from-offset", "2",
+                               "--to-offset", "5", "--output", "json"))
+    assert all(2 <= r["offset"] < 5 for r in ranged["records"]) and ranged["records"]
+    later = json.loads(sluice(broker, "dlq", "replay", DLQ, "--dry-run", "--since",
+                              "2999-01-01T00:00:00Z", "--output", "json"))
+    assert later["records"] == [] and later["filtered"] == 30
     assert end_offsets(broker, TOPIC, 3) == before
 
     # A replay killed half-way, then run again to the end.
@@ -123,6 +135,13 @@ def test_dead_letters_are_listed_inspected_and_replayed_once(broker):
         # Back in the partition it came from.
         original = [r for r in inspected if r["key"] == m.key().decode()][0]
         assert m.partition() == int(original["headers"]["dlq.original.partition"])
+
+    # Errors: one line each, nothing published.
+    for args in (["dlq", "inspect", "no.such.topic.dlq"], ["dlq", "replay", TOPIC]):
+        out = subprocess.run([str(SLUICE_BIN), *args, "--bootstrap-server", broker.bootstrap],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert len(read_from(broker, TOPIC, before)) == 30
 
     # Nothing left: a third run replays nothing.
     again = json.loads(sluice(broker, "dlq", "replay", DLQ, "--output", "json"))

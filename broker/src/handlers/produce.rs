@@ -288,6 +288,8 @@ pub fn prepare(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> 
         _ => None,
     };
     let now_ms = broker.now_ms();
+    // The broker-wide default, read once per request.
+    let default_max_bytes = broker.cluster.log_defaults().max_message_bytes as i64;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         let name = topic_data.name.0.as_str().to_string();
@@ -334,10 +336,7 @@ pub fn prepare(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> 
                 }
             }
             let records = pd.records.unwrap_or_default();
-            let max_bytes = topic.configs.i64_or(
-                MAX_MESSAGE_BYTES,
-                broker.cluster.log_defaults().max_message_bytes as i64,
-            );
+            let max_bytes = topic.configs.i64_or(MAX_MESSAGE_BYTES, default_max_bytes);
             if records.len() as i64 > max_bytes {
                 let message = format!(
                     "batch of {} bytes exceeds max.message.bytes {max_bytes}",
