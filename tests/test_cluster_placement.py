@@ -217,7 +217,18 @@ def test_config_changes_through_any_broker_apply_on_every_broker(three):
           (AlterConfigOpType.DELETE, "min.insync.replicas", None))
     assert produce() is None
     cluster.brokers[down].start(timeout_s=60)
-    configs = described(down)
+    # The restarted broker's first admin answer may wait on its client's
+    # metadata; ask again until it answers (each ask bounded).
+    answers = []
+
+    def answered():
+        admin = AdminClient({"bootstrap.servers": cluster.brokers[down].bootstrap})
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        answers.append(admin.describe_configs([res], request_timeout=5)[res].result(10))
+        return True
+
+    wait_until("the restarted broker describes the topic", answered, timeout_s=60)
+    configs = answers[-1]
     assert configs["retention.ms"].value == "3600000"
     assert configs["min.insync.replicas"].value == "1"
 
